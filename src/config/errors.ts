@@ -1,0 +1,48 @@
+// Typed errors of command-line and config-file parsing, and the exit codes the
+// daemon uses for them (sysexits.h values, so scripts and systemd can tell them apart).
+
+export const EXIT = {
+  OK: 0,
+  /** EX_USAGE: bad command line. */
+  USAGE: 64,
+  /** EX_UNAVAILABLE: a required service (e.g. the system bus) is not there. */
+  UNAVAILABLE: 69,
+  /** EX_SOFTWARE: internal error. */
+  SOFTWARE: 70,
+  /** EX_CANTCREAT: the log file (or state) cannot be created. */
+  CANTCREAT: 73,
+  /** EX_CONFIG: bad, missing or unreadable config file. */
+  CONFIG: 78,
+} as const;
+
+/** A bad command line. The message is one line and names the offending argument. */
+export class UsageError extends Error {
+  readonly exitCode = EXIT.USAGE;
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/**
+ * A bad, missing or unreadable config file. The message is one line and starts with
+ * "FILE:LINE: " where a line is known, else "FILE: ".
+ */
+export class ConfigFileError extends Error {
+  readonly exitCode = EXIT.CONFIG;
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigFileError';
+  }
+}
+
+/**
+ * A value that is wrong whatever its origin. Value parsers throw it; the caller knows
+ * where the value came from and turns it into a UsageError or ConfigFileError.
+ */
+export class ValueError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ValueError';
+  }
+}
