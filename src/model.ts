@@ -55,6 +55,8 @@ export interface Route {
   readonly prefsrc?: string;
   /** Present for multipath routes (RTA_MULTIPATH). */
   readonly nexthops?: readonly NextHop[];
+  /** RTNH_F_ONLINK: the gateway is on the link even without a covering prefix route. */
+  readonly onlink?: boolean;
   /** RTA_NH_ID: the route uses a nexthop object. */
   readonly nhid?: number;
   /** IPv6 source-specific routing (from ... ) or IPv4 RTA_SRC. */
@@ -104,4 +106,18 @@ export interface Observed {
 export interface Desired {
   readonly routes: readonly Route[];
   readonly rules: readonly Rule[];
+}
+
+/** One change to the kernel. `network` names the interface it is for, for log lines. */
+export type Operation =
+  | { readonly kind: 'add-route'; readonly route: Route; readonly network?: string }
+  | { readonly kind: 'replace-route'; readonly route: Route; readonly network?: string }
+  | { readonly kind: 'delete-route'; readonly route: Route; readonly network?: string }
+  | { readonly kind: 'add-rule'; readonly rule: Rule; readonly network?: string }
+  | { readonly kind: 'delete-rule'; readonly rule: Rule; readonly network?: string };
+
+export interface OperationResult {
+  readonly ok: boolean;
+  /** errno name on failure, e.g. "ENETUNREACH". */
+  readonly code?: string;
 }

@@ -1,0 +1,268 @@
+// The daemon: which networks are managed (config, runtime additions, connection
+// sources), the reconcile loop over the kernel, and the control surface for D-Bus.
+import { EventEmitter } from 'node:events';
+import { appendFileSync } from 'node:fs';
+import { prefixText } from './address';
+import type { Config, LogLevel, SourceMode } from './config/types';
+import { TABLE_MAX, TABLE_MIN } from './config/types';
+import {
+  ControlError, type DaemonControl, type DaemonState, type DaemonStatus, type NetworkState, type NetworkStatus, type RouteView,
+} from './control';
+import type { Kernel } from './kernel/types';
+import type { Logger } from './log';
+import { DYNMHS_PROTOCOL, type ManagedNetwork, type Observed, type Origin } from './model';
+import type { NetworkPlan } from './policy/derive';
+import { diff } from './reconcile/diff';
+import type { Clock } from './reconcile/limiter';
+import { Reconciler, type PassResult } from './reconcile/loop';
+
+/** What a connection source (NetworkManager, networkd) gives the daemon: see src/sources/. */
+export interface DynamicNetworks extends EventEmitter {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  networks(): readonly ManagedNetwork[];
+  activeSource(): Exclude<SourceMode, 'auto'>;
+}
+
+export interface DaemonOptions {
+  readonly kernel: Kernel;
+  readonly log: Logger;
+  readonly config: Config;
+  /** Re-reads the configuration (SIGHUP, Reload); throws a typed error on bad input. */
+  readonly loadConfig: () => Config;
+  readonly version: string;
+  /** Builds the connection source for a config whose source is not 'static'. */
+  readonly connections?: (config: Config, tableInUse: (table: number) => boolean) => DynamicNetworks;
+  readonly clock?: Clock;
+}
+
+const SCOPE_NAMES: Record<number, string> = { 0: 'global', 200: 'site', 253: 'link', 254: 'host', 255: 'nowhere' };
+const INTERFACE_NAME = /^[^\s/:]{1,15}$/;
+
+export class Daemon extends EventEmitter implements DaemonControl {
+  private config: Config;
+  private state: DaemonState = 'starting';
+  private readonly added = new Map<string, number>();
+  private readonly removed = new Set<string>();
+  private readonly reconciler: Reconciler;
+  private connections?: DynamicNetworks;
+  private statusSignature = '';
+  private readonly onKernelChanged = (): void => this.reconciler.markDirty();
+  private readonly onConnectionsChanged = (): void => this.reconciler.markDirty();
+
+  constructor(private readonly options: DaemonOptions) {
+    super();
+    this.config = options.config;
+    this.reconciler = new Reconciler({
+      kernel: options.kernel,
+      log: options.log,
+      clock: options.clock,
+      networks: () => this.networks(),
+      onPass: (result) => this.afterPass(result),
+    });
+  }
+
+  async start(): Promise<void> {
+    const { kernel, log } = this.options;
+    await kernel.start();
+    kernel.on('changed', this.onKernelChanged);
+    if (this.config.source !== 'static' && this.options.connections !== undefined) {
+      this.connections = this.options.connections(this.config, (table) => this.tableInUse(table));
+      this.connections.on('changed', this.onConnectionsChanged);
+      await this.connections.start();
+    }
+    for (const network of this.networks()) {
+      const exists = [...kernel.observed().links.values()].some((l) => l.name === network.interfaceName);
+      if (!exists) log.info(`Interface ${network.interfaceName} does not exist yet; table ${network.table} and its rules follow when it appears`);
+    }
+    this.reconciler.markDirty();
+    await this.reconciler.idle();
+    this.setState('running');
+  }
+
+  /** Removes every route and rule dynmhs created, then stops. */
+  async stop(): Promise<void> {
+    const { kernel, log } = this.options;
+    this.setState('stopping');
+    kernel.off('changed', this.onKernelChanged);
+    if (this.connections !== undefined) {
+      this.connections.off('changed', this.onConnectionsChanged);
+      await this.connections.stop().catch((e: Error) => log.warning(`Stopping the connection source: ${e.message}`));
+    }
+    await this.reconciler.stop();
+    const { operations } = diff({ routes: [], rules: [] }, kernel.observed());
+    const results = await kernel.apply(operations);
+    const failed = results.filter((r) => !r.ok).length;
+    const rules = operations.filter((op) => op.kind === 'delete-rule').length;
+    log.info(`Removed ${rules} rule${rules === 1 ? '' : 's'} and ${operations.length - rules} route${operations.length - rules === 1 ? '' : 's'}`
+      + (failed > 0 ? `; ${failed} could not be removed` : ''));
+    await kernel.stop();
+  }
+
+  /** Resolves once the loop has nothing left to do (tests, benchmarks). */
+  settled(): Promise<void> {
+    return this.reconciler.idle();
+  }
+
+  networks(): ManagedNetwork[] {
+    const byInterface = new Map<string, ManagedNetwork>();
+    const staticNetwork = (interfaceName: string, table: number): ManagedNetwork =>
+      ({ interfaceName, table, priority: table, origin: 'static' });
+    for (const spec of this.config.networks) {
+      if (spec.match === 'interface' && !this.removed.has(spec.value)) byInterface.set(spec.value, staticNetwork(spec.value, spec.table));
+    }
+    for (const [name, table] of this.added) byInterface.set(name, staticNetwork(name, table));
+    const staticTables = new Set([...byInterface.values()].map((n) => n.table));
+    for (const network of this.connections?.networks() ?? []) {
+      // Static mappings win for their interface, and their tables are theirs alone.
+      if (byInterface.has(network.interfaceName) || staticTables.has(network.table)) continue;
+      byInterface.set(network.interfaceName, network);
+    }
+    return [...byInterface.values()];
+  }
+
+  status(): DaemonStatus {
+    const observed = this.options.kernel.observed();
+    const last = this.reconciler.lastPass();
+    const plans = new Map((last?.plans ?? []).map((p) => [p.network.interfaceName, p]));
+    return {
+      version: this.options.version,
+      source: this.connections?.activeSource() ?? 'static',
+      state: this.state,
+      networks: this.networks().map((network) => this.networkStatus(network, plans.get(network.interfaceName), observed, last)),
+    };
+  }
+
+  async reload(): Promise<void> {
+    let next: Config;
+    try {
+      next = this.options.loadConfig();
+    } catch (error) {
+      this.options.log.error(`Reload: ${(error as Error).message}; keeping the previous configuration`);
+      throw new ControlError('InvalidArgument', (error as Error).message);
+    }
+    this.setState('reloading');
+    if (next.source !== this.config.source) {
+      this.options.log.warning(`Reload: SOURCE changed from ${this.config.source} to ${next.source}; that takes effect at the next restart`);
+      next = { ...next, source: this.config.source };
+    }
+    if (next.logLevel !== this.config.logLevel) this.options.log.setLevel(next.logLevel);
+    this.config = next;
+    this.removed.clear();
+    this.options.log.info(`Reloaded configuration: ${this.networks().map((n) => `${n.interfaceName}:${n.table}`).join(' ') || 'no static networks'}`);
+    this.reconciler.markDirty();
+    await this.reconciler.idle();
+    this.setState('running');
+  }
+
+  async addNetwork(interfaceName: string, table: number, persist = false): Promise<void> {
+    if (!INTERFACE_NAME.test(interfaceName) || interfaceName === '.' || interfaceName === '..') {
+      throw new ControlError('InvalidArgument', `"${interfaceName}" is not a valid interface name (1-15 characters, no '/', ':' or white space)`);
+    }
+    if (!Number.isInteger(table) || table < TABLE_MIN || table > TABLE_MAX) {
+      throw new ControlError('InvalidArgument', `table ${table} is out of range: use ${TABLE_MIN}-${TABLE_MAX}`);
+    }
+    const current = this.networks();
+    const same = current.find((n) => n.interfaceName === interfaceName);
+    if (same !== undefined && same.origin === 'static') throw new ControlError('Exists', `${interfaceName} is already mapped to table ${same.table}`);
+    const clash = current.find((n) => n.table === table && n.interfaceName !== interfaceName);
+    if (clash !== undefined) throw new ControlError('Exists', `table ${table} already belongs to ${clash.interfaceName}`);
+    if (persist) {
+      if (this.config.configFile === undefined) throw new ControlError('InvalidArgument', 'cannot persist: the daemon runs without --config FILE');
+      try {
+        appendFileSync(this.config.configFile, `NETWORK="${interfaceName}:${table}"\n`);
+      } catch (error) {
+        throw new ControlError('Failed', `cannot write ${this.config.configFile}: ${(error as Error).message}`);
+      }
+    }
+    this.removed.delete(interfaceName);
+    this.added.set(interfaceName, table);
+    this.options.log.info(`Added network ${interfaceName}:${table}${persist ? ` (saved in ${this.config.configFile})` : ''}`);
+    this.reconciler.markDirty();
+    await this.reconciler.idle();
+  }
+
+  async removeNetwork(interfaceName: string): Promise<void> {
+    const network = this.networks().find((n) => n.interfaceName === interfaceName);
+    if (network === undefined) throw new ControlError('NotFound', `no network on interface ${interfaceName}`);
+    if (network.origin !== 'static') {
+      throw new ControlError('InvalidArgument', `${interfaceName} comes from ${network.origin}; exclude it in the configuration instead`);
+    }
+    this.added.delete(interfaceName);
+    this.removed.add(interfaceName);
+    this.options.log.info(`Removed network ${interfaceName}:${network.table} (until the next reload)`);
+    this.reconciler.markDirty();
+    await this.reconciler.idle();
+  }
+
+  setLogLevel(level: LogLevel): void {
+    if (!Number.isInteger(level) || level < 0 || level > 5) throw new ControlError('InvalidArgument', `log level ${String(level)} is not 0..5`);
+    this.options.log.setLevel(level);
+    this.options.log.info(`Log level set to ${level}`);
+  }
+
+  /** True when someone else's routes or rules use the table: never hand it out. */
+  tableInUse(table: number): boolean {
+    const observed = this.options.kernel.observed();
+    return observed.routes.some((r) => r.table === table && r.protocol !== DYNMHS_PROTOCOL)
+      || observed.rules.some((r) => r.table === table && r.protocol !== DYNMHS_PROTOCOL);
+  }
+
+  private setState(state: DaemonState): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.emit('changed');
+  }
+
+  private afterPass(result: PassResult): void {
+    if (result.added + result.removed + result.failed > 0) {
+      this.emit('applied', { added: result.added, removed: result.removed, failed: result.failed });
+    }
+    // Cheap fingerprint of what status() shows, so 'changed' fires only on real changes.
+    const signature = result.plans.map((p) => [
+      p.network.interfaceName, p.network.table, p.network.origin, p.link?.index ?? 0, p.link?.up ?? false,
+      p.addresses.map((a) => `${a.local}/${a.prefixLength}`).join(','), p.rules.length, p.routes.length,
+      result.failedNetworks.has(p.network.interfaceName),
+    ].join('|')).join(';');
+    if (signature !== this.statusSignature || result.added + result.removed > 0) {
+      this.statusSignature = signature;
+      this.emit('changed');
+    }
+  }
+
+  private networkStatus(network: ManagedNetwork, plan: NetworkPlan | undefined, observed: Observed, last: PassResult | undefined): NetworkStatus {
+    const device = (index: number): string => observed.links.get(index)?.name ?? `#${index}`;
+    const link = plan?.link;
+    let state: NetworkState;
+    if (link === undefined) state = 'waiting';
+    else if (!link.up || (plan?.addresses.length ?? 0) === 0) state = 'down';
+    else if (last?.failedNetworks.has(network.interfaceName)) state = 'degraded';
+    else state = 'active';
+    const routes: RouteView[] = observed.routes.filter((r) => r.table === network.table).map((r) => ({
+      family: r.family,
+      destination: prefixText(r.family, r.dst, r.dstLength),
+      gateway: r.gateway ?? r.nexthops?.map((h) => h.gateway ?? '').join(',') ?? '',
+      device: r.oif !== undefined ? device(r.oif) : r.nexthops?.map((h) => device(h.oif)).join(',') ?? '',
+      metric: r.metric,
+      prefsrc: r.prefsrc ?? '',
+      scope: SCOPE_NAMES[r.scope] ?? String(r.scope),
+      type: r.type,
+    }));
+    return {
+      interfaceName: network.interfaceName,
+      interfaceIndex: link?.index ?? 0,
+      table: network.table,
+      priority: network.priority,
+      origin: network.origin as Origin,
+      connectionId: network.connectionId ?? '',
+      connectionUuid: network.connectionUuid ?? '',
+      deviceType: network.deviceType ?? '',
+      addresses: (plan?.addresses ?? []).map((a) => ({ family: a.family, address: a.local, prefixLength: a.prefixLength })),
+      rules: observed.rules.filter((r) => r.table === network.table).map((r) => ({
+        family: r.family, priority: r.priority, from: r.src === undefined ? 'all' : r.src, table: r.table,
+      })),
+      routes,
+      state,
+    };
+  }
+}

@@ -1,0 +1,131 @@
+// The observed state, updated from rtnetlink dumps and events. It also mimics the
+// kernel's silent flushes: IPv4 sends no RTM_DELROUTE for the routes it drops when a
+// link goes down or loses its last address, so the cache drops them itself (and the
+// kernel adapter re-dumps routes afterwards to be sure).
+import { routeBaseKey, routeKey, ruleKey } from '../keys';
+import type { Address, Link, Observed, Operation, Route, Rule } from '../model';
+
+export type CacheKind = 'links' | 'addresses' | 'routes' | 'rules';
+
+export type CacheEvent =
+  | { readonly kind: 'link'; readonly removed: boolean; readonly link: Link }
+  | { readonly kind: 'address'; readonly removed: boolean; readonly address: Address }
+  | { readonly kind: 'route'; readonly removed: boolean; readonly replace: boolean; readonly route: Route }
+  | { readonly kind: 'rule'; readonly removed: boolean; readonly rule: Rule };
+
+const LOCAL_TABLE = 255;
+
+function addressKey(a: Address): string {
+  return `${a.index}|${a.family}|${a.local}/${a.prefixLength}`;
+}
+
+export class ObservedCache {
+  private readonly links = new Map<number, Link>();
+  private readonly addresses = new Map<string, Address>();
+  private readonly routes = new Map<string, Route>();
+  private readonly rules = new Map<string, Rule>();
+  private snapshotCache?: Observed;
+
+  /** Replaces everything of one kind with a dump's result. */
+  replaceAll(kind: CacheKind, events: readonly CacheEvent[]): void {
+    this[kind].clear();
+    for (const event of events) this.apply(event);
+    this.snapshotCache = undefined;
+  }
+
+  /** Returns true when the event changed the cache. */
+  apply(event: CacheEvent): boolean {
+    this.snapshotCache = undefined;
+    switch (event.kind) {
+      case 'link': return this.applyLink(event.link, event.removed);
+      case 'address': return this.applyAddress(event.address, event.removed);
+      case 'route': return this.applyRoute(event.route, event.removed, event.replace);
+      case 'rule': return this.applyRule(event.rule, event.removed);
+    }
+  }
+
+  /** What a successful operation did, before its event arrives. */
+  applyOperation(op: Operation): void {
+    switch (op.kind) {
+      case 'add-route': this.apply({ kind: 'route', removed: false, replace: false, route: op.route }); break;
+      case 'replace-route': this.apply({ kind: 'route', removed: false, replace: true, route: op.route }); break;
+      case 'delete-route': this.apply({ kind: 'route', removed: true, replace: false, route: op.route }); break;
+      case 'add-rule': this.apply({ kind: 'rule', removed: false, rule: op.rule }); break;
+      case 'delete-rule': this.apply({ kind: 'rule', removed: true, rule: op.rule }); break;
+    }
+  }
+
+  snapshot(): Observed {
+    this.snapshotCache ??= {
+      links: new Map(this.links),
+      addresses: [...this.addresses.values()],
+      routes: [...this.routes.values()],
+      rules: [...this.rules.values()],
+    };
+    return this.snapshotCache;
+  }
+
+  private applyLink(link: Link, removed: boolean): boolean {
+    const before = this.links.get(link.index);
+    if (removed) {
+      if (before === undefined) return false;
+      this.links.delete(link.index);
+      for (const [key, a] of this.addresses) if (a.index === link.index) this.addresses.delete(key);
+      this.dropRoutesVia(link.index, 'all');
+      return true;
+    }
+    this.links.set(link.index, link);
+    if (before?.up && !link.up) this.dropRoutesVia(link.index, 'all');
+    return before === undefined || before.name !== link.name || before.up !== link.up
+      || before.pointToPoint !== link.pointToPoint || before.loopback !== link.loopback;
+  }
+
+  private applyAddress(address: Address, removed: boolean): boolean {
+    const key = addressKey(address);
+    if (!removed) {
+      const had = this.addresses.has(key);
+      this.addresses.set(key, address);
+      return !had;
+    }
+    if (!this.addresses.delete(key)) return false;
+    if (address.family === 4) {
+      const stillLocal = [...this.addresses.values()].some((a) => a.family === 4 && a.local === address.local);
+      if (!stillLocal) {
+        for (const [k, r] of this.routes) if (r.family === 4 && r.prefsrc === address.local) this.routes.delete(k);
+      }
+      const lastOnLink = ![...this.addresses.values()].some((a) => a.family === 4 && a.index === address.index);
+      if (lastOnLink) this.dropRoutesVia(address.index, 4);
+    }
+    return true;
+  }
+
+  private applyRoute(route: Route, removed: boolean, replace: boolean): boolean {
+    if (route.table === LOCAL_TABLE) return false;
+    const key = routeKey(route);
+    if (removed) return this.routes.delete(key);
+    if (replace && route.family === 6) {
+      const base = routeBaseKey(route);
+      for (const [k, r] of this.routes) if (r.family === 6 && routeBaseKey(r) === base) this.routes.delete(k);
+    }
+    this.routes.set(key, route);
+    return true;
+  }
+
+  private applyRule(rule: Rule, removed: boolean): boolean {
+    const key = ruleKey(rule);
+    if (removed) return this.rules.delete(key);
+    const had = this.rules.has(key);
+    this.rules.set(key, rule);
+    return !had;
+  }
+
+  private dropRoutesVia(index: number, family: 4 | 'all'): void {
+    for (const [key, route] of this.routes) {
+      if (family !== 'all' && route.family !== family) continue;
+      const via = route.nexthops !== undefined
+        ? route.nexthops.every((hop) => hop.oif === index)
+        : route.oif === index;
+      if (via) this.routes.delete(key);
+    }
+  }
+}

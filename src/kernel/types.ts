@@ -1,0 +1,19 @@
+import type { EventEmitter } from 'node:events';
+import type { Observed, Operation, OperationResult } from '../model';
+
+/**
+ * The kernel as the daemon sees it: a cache of observed state kept true by events
+ * and dumps, and a way to apply operations. Emits 'changed' () whenever the observed
+ * state may have changed (coalesced), and 'resynced' () after a full re-dump.
+ */
+export interface Kernel extends EventEmitter {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  observed(): Observed;
+  /**
+   * Applies the operations in order of kinds as given, several in flight at once.
+   * Adding what exists and deleting what is gone count as success. Never rejects:
+   * each operation gets its own result.
+   */
+  apply(operations: readonly Operation[]): Promise<OperationResult[]>;
+}

@@ -1,0 +1,43 @@
+// Identities of kernel objects, as the kernel itself tells two objects apart.
+import type { Route, Rule } from './model';
+
+/**
+ * IPv4 knows one route per (table, prefix, tos, metric). IPv6 keeps several routes
+ * that differ only in their next hop (fe80::/64 on every link, in one table), so its
+ * identity includes the device and gateway; multipath routes are one object.
+ */
+export function routeKey(route: Route): string {
+  if (route.family === 4) return `4|${route.table}|${route.dst}/${route.dstLength}|${route.tos}|${route.metric}`;
+  const hop = route.nexthops !== undefined ? 'mp' : `${route.oif ?? ''}|${route.gateway ?? ''}`;
+  return `${routeBaseKey(route)}|${hop}`;
+}
+
+/** What an IPv6 `replace` overwrites: any route with this prefix, source and metric. */
+export function routeBaseKey(route: Route): string {
+  return `${route.family}|${route.table}|${route.dst}/${route.dstLength}|${route.src ?? ''}/${route.srcLength}|${route.tos}|${route.metric}`;
+}
+
+/** Several rules may share selectors; the kernel deletes by selectors plus protocol, so both count. */
+export function ruleKey(rule: Rule): string {
+  return `${rule.family}|${rule.priority}|${rule.src ?? 'all'}/${rule.srcLength}|${rule.table}|${rule.protocol}|${rule.plain ? 'p' : 'x'}`;
+}
+
+/** The same rule as another program would write it, whatever protocol it claims. */
+export function ruleSelectorKey(rule: Rule): string {
+  return `${rule.family}|${rule.priority}|${rule.src ?? 'all'}/${rule.srcLength}|${rule.table}`;
+}
+
+export function sameRouteContent(a: Route, b: Route): boolean {
+  return a.type === b.type && a.scope === b.scope && a.oif === b.oif && a.gateway === b.gateway
+    && a.prefsrc === b.prefsrc && a.protocol === b.protocol && Boolean(a.onlink) === Boolean(b.onlink)
+    && sameNextHops(a, b);
+}
+
+function sameNextHops(a: Route, b: Route): boolean {
+  if (a.nexthops === undefined || b.nexthops === undefined) return a.nexthops === b.nexthops;
+  if (a.nexthops.length !== b.nexthops.length) return false;
+  return a.nexthops.every((hop, i) => {
+    const other = b.nexthops![i];
+    return hop.oif === other.oif && hop.gateway === other.gateway && hop.weight === other.weight;
+  });
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env node
+// Composition root: parse, build the real adapters, wire them, run until a signal.
+import { EXIT, exitCodeOf, parseCommandLine } from './config/parse';
+import type { Config } from './config/types';
+import { Daemon } from './daemon';
+import { RtnetlinkKernel } from './kernel/netlink';
+import { createLogger, type Logger } from './log';
+
+function fail(message: string, code: number): never {
+  process.stderr.write(`dynmhs: ${message}\n`);
+  process.exit(code);
+}
+
+async function main(argv: readonly string[]): Promise<void> {
+  let config: Config;
+  try {
+    const parsed = parseCommandLine(argv);
+    if (parsed.kind !== 'run') {
+      process.stdout.write(parsed.text);
+      return;
+    }
+    config = parsed.config;
+  } catch (error) {
+    fail((error as Error).message, exitCodeOf(error));
+  }
+
+  let log: Logger;
+  try {
+    log = createLogger({ level: config.logLevel, color: config.logColor, file: config.logFile });
+  } catch (error) {
+    fail((error as Error).message, exitCodeOf(error));
+  }
+
+  const version = parseCommandLine(['--version']);
+  const daemon = new Daemon({
+    kernel: new RtnetlinkKernel(log),
+    log,
+    config,
+    version: version.kind === 'version' ? version.text.split(' ')[1] : 'unknown',
+    loadConfig: () => {
+      const again = parseCommandLine(argv);
+      if (again.kind !== 'run') throw new Error('the command line no longer describes a daemon run');
+      return again.config;
+    },
+  });
+
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) {
+      log.warning(`${signal} again while cleaning up: exiting now`);
+      process.exit(EXIT.SOFTWARE);
+    }
+    stopping = true;
+    log.info(`${signal}: removing the rules and routes dynmhs created`);
+    daemon.stop()
+      .then(() => log.close())
+      .then(() => process.exit(EXIT.OK))
+      .catch((error: Error) => {
+        log.error(`Clean-up failed: ${error.message}`);
+        process.exit(EXIT.SOFTWARE);
+      });
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: re-reading the configuration');
+    daemon.reload().catch(() => undefined);
+  });
+
+  try {
+    await daemon.start();
+  } catch (error) {
+    log.fatal(`Cannot start: ${(error as Error).message}`);
+    await log.close();
+    process.exit(EXIT.UNAVAILABLE);
+  }
+  const networks = daemon.networks().map((n) => `${n.interfaceName}:${n.table}`).join(' ');
+  log.info(`dynmhs running: ${networks || 'no networks yet'} (source ${config.source})`);
+}
+
+void main(process.argv.slice(2));

@@ -1,0 +1,95 @@
+// What dynmhs wants in the kernel, as a pure function of what it sees.
+import { isLinkLocal } from '../address';
+import { routeKey, ruleKey } from '../keys';
+import {
+  DYNMHS_PROTOCOL, MAIN_TABLE,
+  type Address, type Desired, type Link, type ManagedNetwork, type Observed, type Route, type Rule,
+} from '../model';
+
+/** One network's share of the desired state, also what status reports show. */
+export interface NetworkPlan {
+  readonly network: ManagedNetwork;
+  /** Undefined while no interface of that name exists. */
+  readonly link?: Link;
+  readonly addresses: readonly Address[];
+  readonly rules: readonly Rule[];
+  readonly routes: readonly Route[];
+}
+
+export interface Derived {
+  readonly desired: Desired;
+  readonly plans: readonly NetworkPlan[];
+}
+
+/** Addresses that get a rule: every IPv4 one but 169.254/16, every IPv6 one but link-local. */
+export function ruleAddresses(addresses: readonly Address[], linkIndex: number): Address[] {
+  return addresses.filter((a) => a.index === linkIndex && !isLinkLocal(a.family, a.local));
+}
+
+/**
+ * The copy of a main-table route for the table of the network on `linkIndex`, or
+ * undefined if the route does not leave through that link.
+ *
+ * - Single-path unicast routes via the link are copied as they are: prefix, default,
+ *   host and gateway-less device routes, with metric, gateway, source hint, scope and type.
+ * - Multipath routes (and nexthop groups) contribute only their next hops on the link:
+ *   one such hop becomes a plain route via it, several stay a multipath route.
+ *   A table must never send traffic out of another network's interface.
+ * - A route using a nexthop object is copied with that object resolved (its device and
+ *   gateway), never with the object itself: the object belongs to whoever made it and may
+ *   change or vanish under us.
+ * - Device-less routes (blackhole, unreachable, prohibit, throw) belong to no network.
+ */
+export function copyForTable(route: Route, linkIndex: number, table: number): Route | undefined {
+  if (route.type !== 'unicast') return undefined;
+  const base = { ...route, table, protocol: DYNMHS_PROTOCOL, nhid: undefined };
+  if (route.nexthops === undefined) {
+    return route.oif === linkIndex ? { ...base, nexthops: undefined } : undefined;
+  }
+  const hops = route.nexthops.filter((hop) => hop.oif === linkIndex);
+  if (hops.length === 0) return undefined;
+  if (hops.length === 1) return { ...base, nexthops: undefined, oif: linkIndex, gateway: hops[0].gateway };
+  return { ...base, oif: undefined, gateway: undefined, nexthops: hops };
+}
+
+export function derive(observed: Observed, networks: readonly ManagedNetwork[]): Derived {
+  const linksByName = new Map<string, Link>();
+  for (const link of observed.links.values()) linksByName.set(link.name, link);
+  // Indexed by output device so a pass costs O(routes), not O(routes × networks).
+  const mainByOif = new Map<number, Route[]>();
+  const mainMultipath: Route[] = [];
+  for (const route of observed.routes) {
+    if (route.table !== MAIN_TABLE) continue;
+    if (route.nexthops !== undefined) mainMultipath.push(route);
+    else if (route.oif !== undefined) {
+      const list = mainByOif.get(route.oif);
+      if (list === undefined) mainByOif.set(route.oif, [route]); else list.push(route);
+    }
+  }
+
+  const routes = new Map<string, Route>();
+  const rules = new Map<string, Rule>();
+  const plans: NetworkPlan[] = networks.map((network) => {
+    const link = linksByName.get(network.interfaceName);
+    if (link === undefined) return { network, addresses: [], rules: [], routes: [] };
+    const addresses = ruleAddresses(observed.addresses, link.index);
+    const networkRules = addresses.map((a): Rule => ({
+      family: a.family,
+      priority: network.priority,
+      table: network.table,
+      src: a.local,
+      srcLength: a.family === 4 ? 32 : 128,
+      protocol: DYNMHS_PROTOCOL,
+      plain: true,
+    }));
+    const networkRoutes: Route[] = [];
+    for (const route of [...(mainByOif.get(link.index) ?? []), ...mainMultipath]) {
+      const copy = copyForTable(route, link.index, network.table);
+      if (copy !== undefined) networkRoutes.push(copy);
+    }
+    for (const rule of networkRules) rules.set(ruleKey(rule), rule);
+    for (const route of networkRoutes) routes.set(routeKey(route), route);
+    return { network, link, addresses, rules: networkRules, routes: networkRoutes };
+  });
+  return { desired: { routes: [...routes.values()], rules: [...rules.values()] }, plans };
+}

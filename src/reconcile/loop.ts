@@ -1,0 +1,229 @@
+// The level-triggered loop: events only mark the state dirty; one pass at a time
+// derives the desired state from a snapshot, diffs it against the kernel and applies
+// the difference. Passes coalesce on the next tick.
+import { describeOperation, describeRule, describeRoute } from '../describe';
+import { routeKey, ruleKey } from '../keys';
+import type { Logger } from '../log';
+import type { ManagedNetwork, Observed, Operation, OperationResult } from '../model';
+import type { Kernel } from '../kernel/types';
+import { derive, type NetworkPlan } from '../policy/derive';
+import { diff, type Plan } from './diff';
+import { Backoff, systemClock, type Clock } from './limiter';
+
+export const NETWORKD_DROP_IN = '/etc/systemd/networkd.conf.d/dynmhs.conf';
+const RETRY_FIRST_MS = 100;
+const RETRY_MAX_MS = 30_000;
+
+export interface PassResult {
+  readonly plans: readonly NetworkPlan[];
+  readonly added: number;
+  readonly removed: number;
+  readonly failed: number;
+  /** Interfaces with an operation the kernel refused in this pass. */
+  readonly failedNetworks: ReadonlySet<string>;
+}
+
+export interface ReconcilerOptions {
+  readonly kernel: Kernel;
+  readonly networks: () => readonly ManagedNetwork[];
+  readonly log: Logger;
+  readonly clock?: Clock;
+  /** Called after every pass, with what it did. */
+  readonly onPass?: (result: PassResult) => void;
+}
+
+function opKey(op: Operation): string {
+  return op.kind === 'add-rule' || op.kind === 'delete-rule' ? `rule ${ruleKey(op.rule)}` : `route ${routeKey(op.route)}`;
+}
+
+export class Reconciler {
+  private readonly clock: Clock;
+  private dirty = false;
+  private running?: Promise<void>;
+  private scheduled = false;
+  private retryTimer?: unknown;
+  private retryDelay = 0;
+  private stopped = false;
+  /** Keys of our objects that were in place at the end of the last pass. */
+  private installed = new Set<string>();
+  private readonly restores = new Backoff();
+  private readonly reported = new Set<string>();
+  private idleWaiters: Array<() => void> = [];
+  private last?: PassResult;
+
+  constructor(private readonly options: ReconcilerOptions) {
+    this.clock = options.clock ?? systemClock;
+  }
+
+  /** Something changed: run a pass soon (on the next tick, coalesced). */
+  markDirty(): void {
+    if (this.stopped) return;
+    this.dirty = true;
+    if (this.running !== undefined || this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.kick();
+    });
+  }
+
+  lastPass(): PassResult | undefined {
+    return this.last;
+  }
+
+  /** Resolves when no pass runs and none is pending (tests, shutdown). */
+  idle(): Promise<void> {
+    if (this.running === undefined && !this.dirty && !this.scheduled) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Stops scheduling passes and waits for the one running, if any. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.retryTimer !== undefined) this.clock.clearTimeout(this.retryTimer);
+    await this.running;
+    this.dirty = false;
+    this.notifyIdle();
+  }
+
+  private kick(): void {
+    if (this.running !== undefined || !this.dirty || this.stopped) {
+      if (this.running === undefined && !this.dirty) this.notifyIdle();
+      return;
+    }
+    this.dirty = false;
+    this.running = this.pass()
+      .catch((error: Error) => {
+        this.options.log.error(`Reconcile pass failed: ${error.stack ?? error.message}`);
+        this.scheduleRetry();
+      })
+      .finally(() => {
+        this.running = undefined;
+        if (this.dirty) this.kick(); else this.notifyIdle();
+      });
+  }
+
+  private notifyIdle(): void {
+    if (this.running !== undefined || this.dirty || this.scheduled) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  private scheduleRetry(delayMs?: number): void {
+    if (this.stopped) return;
+    if (delayMs === undefined) {
+      this.retryDelay = this.retryDelay === 0 ? RETRY_FIRST_MS : Math.min(this.retryDelay * 2, RETRY_MAX_MS);
+      delayMs = this.retryDelay;
+    }
+    if (this.retryTimer !== undefined) this.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = this.clock.setTimeout(() => {
+      this.retryTimer = undefined;
+      this.markDirty();
+    }, delayMs);
+  }
+
+  private async pass(): Promise<void> {
+    const { kernel, log } = this.options;
+    const observed = kernel.observed();
+    const networks = this.options.networks();
+    const { desired, plans } = derive(observed, networks);
+    const tableNames = new Map(networks.map((n) => [n.table, n.interfaceName]));
+    const plan = diff(desired, observed, (table) => tableNames.get(table));
+    this.reportForeign(plan, observed);
+
+    const now = this.clock.now();
+    const operations: Operation[] = [];
+    let heldBackMs = 0;
+    for (const op of plan.operations) {
+      const key = opKey(op);
+      if ((op.kind === 'add-route' || op.kind === 'add-rule') && this.installed.has(key)) {
+        const wait = this.restores.take(key, now);
+        if (wait > 0) { heldBackMs = heldBackMs === 0 ? wait : Math.min(heldBackMs, wait); continue; }
+        this.warnRestore(op, this.restores.count(key));
+      }
+      operations.push(op);
+    }
+    this.restores.prune(now);
+
+    const device = (index: number): string => observed.links.get(index)?.name ?? `#${index}`;
+    // Rules are what users look for; route copies can be thousands, so they go to debug.
+    for (const op of operations) {
+      if (op.kind === 'add-rule' || op.kind === 'delete-rule') log.info(describeOperation(op, device));
+      else log.debug(describeOperation(op, device));
+    }
+    const results: OperationResult[] = operations.length > 0 ? await kernel.apply(operations) : [];
+
+    let added = 0;
+    let removed = 0;
+    let failed = 0;
+    const failedNetworks = new Set<string>();
+    results.forEach((result, i) => {
+      const op = operations[i];
+      if (!result.ok) {
+        failed++;
+        if (op.network !== undefined) failedNetworks.add(op.network);
+        log.error(`${describeOperation(op, device)} failed: ${result.code ?? 'unknown error'}; retrying with backoff`);
+      } else if (op.kind.startsWith('delete')) removed++;
+      else added++;
+    });
+
+    // What is in place now: desired objects the kernel showed us, plus what we just added.
+    const installedNow = new Set<string>();
+    const present = new Set([...observed.routes.map((r) => `route ${routeKey(r)}`), ...observed.rules.map((r) => `rule ${ruleKey(r)}`)]);
+    for (const route of desired.routes) { const k = `route ${routeKey(route)}`; if (present.has(k)) installedNow.add(k); }
+    for (const rule of desired.rules) { const k = `rule ${ruleKey(rule)}`; if (present.has(k)) installedNow.add(k); }
+    results.forEach((result, i) => {
+      const op = operations[i];
+      if (result.ok && (op.kind === 'add-route' || op.kind === 'add-rule' || op.kind === 'replace-route')) installedNow.add(opKey(op));
+    });
+    this.installed = installedNow;
+
+    if (operations.length > 0) {
+      log.debug(`Pass applied ${added} addition${added === 1 ? '' : 's'}, ${removed} removal${removed === 1 ? '' : 's'}, ${failed} failure${failed === 1 ? '' : 's'}`);
+    }
+    this.last = { plans, added, removed, failed, failedNetworks };
+    this.options.onPass?.(this.last);
+    if (failed > 0) this.scheduleRetry();
+    else {
+      this.retryDelay = 0;
+      if (heldBackMs > 0) this.scheduleRetry(heldBackMs);
+    }
+  }
+
+  private warnRestore(op: Operation, count: number): void {
+    const isRule = op.kind === 'add-rule' || op.kind === 'delete-rule';
+    const what = isRule ? `Rule ${describeRule(op.rule)}` : `Route ${describeRoute(op.route)}`;
+    const setting = isRule ? 'ManageForeignRoutingPolicyRules=no' : 'ManageForeignRoutes=no';
+    this.options.log.warning(
+      `${what}${op.network !== undefined ? ` (${op.network})` : ''} was deleted by another program; restoring it`
+      + ` (${count} time${count === 1 ? '' : 's'} within a minute, further restores back off).`
+      + ` If systemd-networkd runs here, install ${NETWORKD_DROP_IN} with ${setting}.`,
+    );
+  }
+
+  private reportForeign(plan: Plan, observed: Observed): void {
+    const { log } = this.options;
+    const device = (index: number): string => observed.links.get(index)?.name ?? `#${index}`;
+    const seen = new Set<string>();
+    for (const route of plan.foreignRoutes) {
+      const key = `foreign route ${routeKey(route)}`;
+      seen.add(key);
+      if (!this.reported.has(key)) log.warning(`Leaving foreign route alone: ${describeRoute(route, device)} (protocol ${route.protocol}, not ours)`);
+    }
+    for (const rule of plan.foreignRules) {
+      const key = `foreign rule ${ruleKey(rule)}`;
+      seen.add(key);
+      if (!this.reported.has(key)) log.warning(`Leaving foreign rule alone: ${describeRule(rule)} (protocol ${rule.protocol}, not ours)`);
+    }
+    for (const conflict of plan.conflicts) {
+      const key = `conflict ${routeKey(conflict.wanted)}`;
+      seen.add(key);
+      if (!this.reported.has(key)) {
+        log.warning(`Not adding route ${describeRoute(conflict.wanted, device)}: a foreign route holds its place (${describeRoute(conflict.present, device)})`);
+      }
+    }
+    this.reported.clear();
+    for (const key of seen) this.reported.add(key);
+  }
+}
