@@ -63,7 +63,8 @@ interface Layer {
 
 const emptyLayer = (): Layer => ({ scalars: {}, networks: [], include: [], exclude: [] });
 
-function version(): string {
+/** The version in package.json, or "unknown" when it is not installed next to dist/. */
+export function packageVersion(): string {
   try {
     const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version?: unknown };
     if (typeof pkg.version === 'string') return pkg.version;
@@ -77,7 +78,7 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
   const occurrences = tokenize(argv);
   if (occurrences.some((o) => o.spec.id === 'help')) return { kind: 'help', text: helpText('dynmhs') };
   if (occurrences.some((o) => o.spec.id === 'version')) {
-    return { kind: 'version', text: `dynmhs ${version()} (Dynamic Multi-Homing Setup, DynMHS-compatible)\n` };
+    return { kind: 'version', text: `dynmhs ${packageVersion()} (Dynamic Multi-Homing Setup, DynMHS-compatible)\n` };
   }
 
   const cli = commandLineLayer(occurrences);

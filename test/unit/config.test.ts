@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import {
-  ConfigFileError, EXIT, UsageError, exitCodeOf, parseCommandLine, type CommandLine,
+  ConfigFileError, EXIT, UsageError, exitCodeOf, packageVersion, parseCommandLine, type CommandLine,
 } from '../../src/config/parse';
 import type { Config } from '../../src/config/types';
 
@@ -231,6 +231,7 @@ describe('help and version', () => {
   });
   it('--version / -v returns the package version', () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string };
+    assert.equal(packageVersion(), pkg.version);
     for (const flag of ['--version', '-v']) {
       const result = parseCommandLine([flag]);
       assert.equal(result.kind, 'version');
