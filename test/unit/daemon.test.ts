@@ -1,0 +1,90 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Daemon } from '../../src/daemon';
+import { FakeKernel } from '../../src/kernel/fake';
+import { ControlError } from '../../src/control';
+import type { Config } from '../../src/config/types';
+import { FakeClock, WAN1, WAN2, addr, ours, recordingLogger, route, rule } from './fixtures';
+
+function config(networks: Array<[string, number]>): Config {
+  return {
+    networks: networks.map(([value, table]) => ({ match: 'interface', value, table, definedAt: 'test' })),
+    logLevel: 2, logColor: false, source: 'static', include: [], exclude: [],
+    tableRange: { first: 10000, last: 19999 }, stateDirectory: '/nonexistent', tableIdleSeconds: 86400, dbus: false,
+  };
+}
+
+async function running(initial: Config, loadConfig: () => Config = () => initial) {
+  const kernel = new FakeKernel();
+  kernel.addLink(WAN1); kernel.addLink(WAN2);
+  kernel.addAddress(addr(3, '10.1.0.2')); kernel.addAddress(addr(4, '10.2.0.2'));
+  kernel.addRoute(route({ dst: '0.0.0.0', dstLength: 0, gateway: '10.1.0.1', oif: 3, metric: 200 }));
+  const log = recordingLogger();
+  const daemon = new Daemon({ kernel, log, config: initial, loadConfig, version: 'test', clock: new FakeClock() });
+  await daemon.start();
+  return { kernel, daemon, log };
+}
+
+test('status reports each network with its addresses, rules, routes and state', async () => {
+  const { daemon } = await running(config([['wan1', 2000], ['wan9', 9000]]));
+  const status = daemon.status();
+  assert.equal(status.state, 'running');
+  const [wan1, wan9] = status.networks;
+  assert.deepEqual([wan1.interfaceName, wan1.interfaceIndex, wan1.table, wan1.state, wan1.rules.length], ['wan1', 3, 2000, 'active', 1]);
+  assert.deepEqual(wan1.addresses, [{ family: 4, address: '10.1.0.2', prefixLength: 24 }]);
+  assert.deepEqual(wan1.routes.map((r) => `${r.destination} ${r.gateway} ${r.device}`), ['default 10.1.0.1 wan1']);
+  assert.deepEqual([wan9.state, wan9.interfaceIndex], ['waiting', 0]);
+});
+
+test('reload adds and removes networks without touching unchanged ones', async () => {
+  let next = config([['wan1', 2000]]);
+  const { kernel, daemon } = await running(next, () => next);
+  const before = kernel.applied.length;
+  next = config([['wan1', 2000], ['wan2', 3000]]);
+  await daemon.reload();
+  const ops = kernel.applied.slice(before);
+  assert.ok(ops.every((op) => op.network === 'wan2'), 'nothing done to wan1');
+  assert.ok(kernel.hasRule(rule('10.2.0.2', 3000)));
+  next = config([['wan2', 3000]]);
+  await daemon.reload();
+  assert.ok(!kernel.hasRule(rule('10.1.0.2', 2000)));
+  assert.ok(kernel.hasRule(rule('10.2.0.2', 3000)));
+});
+
+test('a bad config on reload changes nothing and is reported as InvalidArgument', async () => {
+  const good = config([['wan1', 2000]]);
+  let fail = false;
+  const { kernel, daemon } = await running(good, () => { if (fail) throw new Error('dynmhs.conf:3: bad'); return good; });
+  fail = true;
+  const before = kernel.applied.length;
+  await assert.rejects(daemon.reload(), (e: unknown) => e instanceof ControlError && e.code === 'InvalidArgument');
+  assert.equal(kernel.applied.length, before);
+  assert.equal(daemon.status().state, 'running');
+});
+
+test('runtime networks: validated, added, removed', async () => {
+  const { kernel, daemon } = await running(config([['wan1', 2000]]));
+  await assert.rejects(daemon.addNetwork('wan2', 99), (e: unknown) => e instanceof ControlError && e.code === 'InvalidArgument');
+  await assert.rejects(daemon.addNetwork('bad/name', 3000), (e: unknown) => e instanceof ControlError && e.code === 'InvalidArgument');
+  await assert.rejects(daemon.addNetwork('wan2', 2000), (e: unknown) => e instanceof ControlError && e.code === 'Exists');
+  await assert.rejects(daemon.addNetwork('wan1', 3000), (e: unknown) => e instanceof ControlError && e.code === 'Exists');
+  await daemon.addNetwork('wan2', 3000);
+  assert.ok(kernel.hasRule(rule('10.2.0.2', 3000)));
+  await assert.rejects(daemon.removeNetwork('wan7'), (e: unknown) => e instanceof ControlError && e.code === 'NotFound');
+  await daemon.removeNetwork('wan2');
+  assert.ok(!kernel.hasRule(rule('10.2.0.2', 3000)));
+  assert.throws(() => daemon.setLogLevel(9 as never), ControlError);
+});
+
+test('stop removes every route and rule of ours and nothing else', async () => {
+  const { kernel, daemon } = await running(config([['wan1', 2000]]));
+  const foreign = route({ dst: '203.0.113.0', dstLength: 24, type: 'unreachable', table: 2000, protocol: 4 });
+  kernel.addRoute(foreign);
+  kernel.addRule(rule('10.9.9.9', 2000, 4));
+  await daemon.settled();
+  await daemon.stop();
+  const left = kernel.observed();
+  assert.deepEqual(left.rules, [rule('10.9.9.9', 2000, 4)]);
+  assert.deepEqual(left.routes.filter((r) => r.table === 2000), [foreign]);
+  assert.ok(!kernel.hasRoute(ours(route({ dst: '0.0.0.0', dstLength: 0, gateway: '10.1.0.1', oif: 3, metric: 200 }), 2000)));
+});

@@ -1,0 +1,101 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { FakeKernel } from '../../src/kernel/fake';
+import { Reconciler, type PassResult } from '../../src/reconcile/loop';
+import type { ManagedNetwork } from '../../src/model';
+import { FakeClock, NET1, WAN1, addr, ours, recordingLogger, route, rule } from './fixtures';
+
+const mainDefault = route({ dst: '0.0.0.0', dstLength: 0, gateway: '10.1.0.1', oif: 3, metric: 200 });
+
+function setup(networks: ManagedNetwork[] = [NET1]) {
+  const kernel = new FakeKernel();
+  const clock = new FakeClock();
+  const log = recordingLogger();
+  const passes: PassResult[] = [];
+  const loop = new Reconciler({ kernel, clock, log, networks: () => networks, onPass: (p) => passes.push(p) });
+  kernel.on('changed', () => loop.markDirty());
+  kernel.addLink(WAN1);
+  kernel.addAddress(addr(3, '10.1.0.2'));
+  kernel.addRoute(mainDefault);
+  return { kernel, clock, log, passes, loop };
+}
+
+test('events coalesce into one pass that converges; a second pass finds nothing to do', async () => {
+  const { kernel, loop, passes } = setup();
+  await loop.idle();
+  assert.equal(passes.length, 1, 'three events, one pass');
+  assert.ok(kernel.hasRule(rule('10.1.0.2', 2000)));
+  assert.ok(kernel.hasRoute(ours(mainDefault, 2000)));
+  loop.markDirty();
+  await loop.idle();
+  assert.equal(passes.at(-1)!.added + passes.at(-1)!.removed, 0);
+});
+
+test('address changes are followed: the old rule goes, the new one comes', async () => {
+  const { kernel, loop } = setup();
+  await loop.idle();
+  kernel.removeAddress(addr(3, '10.1.0.2'));
+  kernel.addAddress(addr(3, '10.1.0.77'));
+  kernel.addRoute(mainDefault);
+  await loop.idle();
+  assert.ok(!kernel.hasRule(rule('10.1.0.2', 2000)));
+  assert.ok(kernel.hasRule(rule('10.1.0.77', 2000)));
+});
+
+test('a rule someone deletes is restored with a warning that names the networkd setting, then backs off', async () => {
+  const { kernel, loop, log, clock } = setup();
+  await loop.idle();
+  const ourRule = rule('10.1.0.2', 2000);
+  for (let i = 0; i < 3; i++) {
+    kernel.deleteRule(ourRule);
+    await loop.idle();
+    assert.ok(kernel.hasRule(ourRule), `restored #${i + 1}`);
+  }
+  assert.ok(log.lines.some((l) => l.startsWith('warning:') && l.includes('ManageForeignRoutingPolicyRules=no')));
+  // The 4th restore within a minute still happens; from then on each waits, doubling.
+  kernel.deleteRule(ourRule);
+  await loop.idle();
+  assert.ok(kernel.hasRule(ourRule));
+  kernel.deleteRule(ourRule);
+  await loop.idle();
+  assert.ok(!kernel.hasRule(ourRule), 'held back');
+  assert.deepEqual(clock.pending(), [1000]);
+  clock.advance(1000);
+  await loop.idle();
+  assert.ok(kernel.hasRule(ourRule), 'restored after the backoff');
+});
+
+test('a refused operation does not stop the others and is retried with growing delays', async () => {
+  const { kernel, loop, clock, log } = setup();
+  kernel.failWith((op) => op.kind === 'add-route', 'ENETUNREACH', 2);
+  await loop.idle();
+  assert.ok(kernel.hasRule(rule('10.1.0.2', 2000)), 'the rule went in despite the route failing');
+  assert.ok(!kernel.hasRoute(ours(mainDefault, 2000)));
+  assert.ok(log.lines.some((l) => l.startsWith('error:') && l.includes('ENETUNREACH')));
+  assert.deepEqual(clock.pending(), [100]);
+  clock.advance(100);
+  await loop.idle();
+  assert.deepEqual(clock.pending(), [200], 'second failure doubles the delay');
+  clock.advance(200);
+  await loop.idle();
+  assert.ok(kernel.hasRoute(ours(mainDefault, 2000)));
+  assert.deepEqual(clock.pending(), []);
+});
+
+test('an interface that goes away takes its rules and routes with it', async () => {
+  const { kernel, loop } = setup();
+  await loop.idle();
+  kernel.removeLink(WAN1);
+  await loop.idle();
+  assert.deepEqual(kernel.observed().rules, []);
+  assert.deepEqual(kernel.observed().routes, []);
+});
+
+test('a thousand marks while a pass runs give at most one more pass', async () => {
+  const { loop, passes } = setup();
+  await loop.idle();
+  const before = passes.length;
+  for (let i = 0; i < 1000; i++) loop.markDirty();
+  await loop.idle();
+  assert.equal(passes.length - before, 1);
+});
