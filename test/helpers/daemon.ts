@@ -7,7 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { waitFor } from './wait';
+import { convergence, isOurs, README_NETS, ruleKey, routeKey, type Topology } from './netns';
+import { WaitAbort, waitFor } from './wait';
 
 /** dist/src/main.js, resolved from dist/test/helpers/. */
 export const DAEMON_MAIN = resolve(__dirname, '..', '..', 'src', 'main.js');
@@ -184,4 +185,52 @@ export function killAllDaemons(): void {
 /** `--network IF:TABLE` arguments for a list of networks. */
 export function networkArgs(nets: readonly { ifName: string; table: number }[]): string[] {
   return nets.flatMap((n) => ['--network', `${n.ifName}:${n.table}`]);
+}
+
+// ---- the daemon against a test topology ----
+
+export type Nets = readonly { ifName: string; table: number }[];
+
+/** Wait until tables and rules match what `nets` call for; fails fast if the daemon dies. */
+export async function waitConverged(topo: Topology, d: DaemonProcess | undefined, nets: Nets = README_NETS,
+  timeoutMs = 10000): Promise<void> {
+  let last = '';
+  try {
+    await waitFor(() => {
+      if (d && !d.running) throw new WaitAbort(`dynmhs exited early (${JSON.stringify(d.status)})`);
+      last = convergence(topo, nets);
+      return last === '';
+    }, timeoutMs, { what: 'tables and rules to converge', intervalMs: 20 });
+  } catch (e) {
+    const out = d ? `\n--- daemon output (tail) ---\n${d.output().slice(-3000)}` : '';
+    throw new Error(`${(e as Error).message}\nnot converged: ${last}${out}`);
+  }
+}
+
+/** Start the daemon for `nets` in the topology's host namespace and wait until converged. */
+export async function startConverged(topo: Topology, nets: Nets = README_NETS,
+  extraArgs: readonly string[] = ['--loglevel', '1'], opts: StartOptions = {}): Promise<DaemonProcess> {
+  const d = DaemonProcess.start(topo.host, [...networkArgs(nets), ...extraArgs], opts);
+  await waitConverged(topo, d, nets);
+  return d;
+}
+
+/** Every dynmhs-tagged rule and route still in the kernel (should be none after SIGTERM). */
+export function leftovers(topo: Topology): string[] {
+  const out: string[] = [];
+  for (const fam of [4, 6] as const) {
+    out.push(...topo.rules(fam).filter(isOurs).map((r) => `v${fam} rule ${ruleKey(r)}`));
+    out.push(...topo.routes(fam, 'all').filter(isOurs).map((r) => `v${fam} route table ${r.table ?? 'main'} ${routeKey(r)}`));
+  }
+  return out;
+}
+
+/** A snapshot of every rule and route in the host namespace (all tables), for "nothing changed". */
+export function kernelSnapshot(topo: Topology): string[] {
+  const out: string[] = [];
+  for (const fam of [4, 6] as const) {
+    out.push(...topo.rules(fam).map((r) => `v${fam} rule ${ruleKey(r)} proto ${r.protocol ?? '-'}`));
+    out.push(...topo.routes(fam, 'all').map((r) => `v${fam} route ${r.table ?? 'main'} ${routeKey(r)} proto ${r.protocol ?? '-'}`));
+  }
+  return out.sort();
 }

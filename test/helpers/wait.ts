@@ -23,6 +23,14 @@ function describe(v: unknown): string {
   }
 }
 
+/** Thrown by a predicate to stop waiting at once (e.g. the daemon died). */
+export class WaitAbort extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WaitAbort';
+  }
+}
+
 export interface WaitOptions {
   /** Poll interval; 15 ms by default (cheap checks). Use more for heavy dumps. */
   intervalMs?: number;
@@ -49,6 +57,7 @@ export async function waitFor<T>(
       if (v) return v as Exclude<T, false | null | undefined | 0 | ''>;
       last = v;
     } catch (e) {
+      if (e instanceof WaitAbort) throw e;
       last = e;
     }
     if (Date.now() >= deadline) {
