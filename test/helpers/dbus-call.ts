@@ -1,8 +1,11 @@
-// usage: node dbus-call.js ADDRESS DESTINATION PATH INTERFACE MEMBER SIGNATURE JSON_ARGS
-// Sends one method call exactly as given (any signature, any body) and prints one
-// JSON line: {"ok":true,"body":[...]} or {"ok":false,"name":"...","message":"..."}.
-// JSON args: {"$variant":["s","x"]} becomes a Variant; strings "123n" become BigInt.
+// usage: node dbus-call.js ADDRESS JSON_CALLS
+// JSON_CALLS: [{"destination"?, "path", "iface", "member", "signature"?, "args"?}, ...]
+// Sends each method call exactly as given (any signature, any body) on one connection
+// and prints one JSON line per call: {"ok":true,"body":[...]} or {"ok":false,"name","message"}.
+// In args, {"$variant":["s","x"]} becomes a Variant and strings "123n" become BigInt.
 import { Message, Variant, sessionBus } from 'dbus-next';
+
+interface CallSpec { destination?: string; path: string; iface: string; member: string; signature?: string; args?: unknown[] }
 
 function revive(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(revive);
@@ -30,22 +33,26 @@ function plain(value: unknown): unknown {
 }
 
 async function main(): Promise<void> {
-  const [address, destination, path, iface, member, signature, json] = process.argv.slice(2);
+  const [address, json] = process.argv.slice(2);
+  const calls = JSON.parse(json) as CallSpec[];
   const bus = sessionBus({ busAddress: address });
   bus.on('error', (e: unknown) => {
     process.stdout.write(JSON.stringify({ ok: false, name: 'client.ConnectError', message: String(e) }) + '\n');
     process.exit(3);
   });
-  const msg = new Message({
-    destination, path, interface: iface, member, signature,
-    body: signature === '' ? [] : (revive(JSON.parse(json)) as unknown[]),
-  });
-  try {
-    const reply = await bus.call(msg);
-    process.stdout.write(JSON.stringify({ ok: true, body: plain(reply?.body ?? []) }) + '\n');
-  } catch (error) {
-    const e = error as { type?: string; text?: string; message?: string };
-    process.stdout.write(JSON.stringify({ ok: false, name: e.type ?? 'client.Error', message: e.text ?? e.message }) + '\n');
+  for (const c of calls) {
+    const signature = c.signature ?? '';
+    const msg = new Message({
+      destination: c.destination ?? 'no.nntb.DynMHS', path: c.path, interface: c.iface, member: c.member, signature,
+      body: signature === '' ? [] : (revive(c.args ?? []) as unknown[]),
+    });
+    try {
+      const reply = await bus.call(msg);
+      process.stdout.write(JSON.stringify({ ok: true, body: plain(reply?.body ?? []) }) + '\n');
+    } catch (error) {
+      const e = error as { type?: string; text?: string; message?: string };
+      process.stdout.write(JSON.stringify({ ok: false, name: e.type ?? 'client.Error', message: e.text ?? e.message }) + '\n');
+    }
   }
   bus.disconnect();
 }

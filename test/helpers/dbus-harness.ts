@@ -185,10 +185,27 @@ export interface CallResult {
  */
 export async function call(address: string, uid: number | undefined, path: string, iface: string, member: string,
   signature = '', args: unknown[] = [], destination = 'no.nntb.DynMHS'): Promise<CallResult> {
+  const [result] = await callMany(address, uid, [{ destination, path, iface, member, signature, args }]);
+  return result;
+}
+
+export interface CallSpec {
+  readonly destination?: string;
+  readonly path: string;
+  readonly iface: string;
+  readonly member: string;
+  readonly signature?: string;
+  readonly args?: unknown[];
+}
+
+/** Several calls, one after the other, from one client process (one connection). */
+export async function callMany(address: string, uid: number | undefined, calls: readonly CallSpec[]): Promise<CallResult[]> {
   const script = join(REPO, 'dist', 'test', 'helpers', 'dbus-call.js');
-  const r = await run(['node', script, address, destination, path, iface, member, signature, JSON.stringify(args)], { uid });
+  const r = await run(['node', script, address, JSON.stringify(calls)], { uid });
   try {
-    return JSON.parse(r.stdout) as CallResult;
+    const results = r.stdout.trim().split('\n').map((line) => JSON.parse(line) as CallResult);
+    if (results.length !== calls.length) throw new Error('short output');
+    return results;
   } catch {
     throw new Error(`dbus-call failed (exit ${r.code}): ${r.stdout}${r.stderr}`);
   }
