@@ -1,0 +1,229 @@
+// What NetworkManager and systemd-networkd sources have in common: following the
+// manager's bus name (NameOwnerChanged), resynchronising after every (re)appearance
+// or bus reconnect, ignoring signals from a previous owner, and the grace period.
+//
+// Grace period: when the manager leaves the bus (restart, crash, upgrade) or the bus
+// connection drops, the connections it last reported stay in connections() for up to
+// `graceMs` (default 30 s) or until the manager is back and settled (NetworkManager:
+// its `Startup` property is false; networkd: no link is still pending). Both managers
+// leave addresses and routes in place when they stop, and re-adopt them when they
+// start, so flushing our rules for a restart would cut traffic for nothing and re-add
+// it a second later. While the grace period lasts, facts the manager reports again
+// replace the held ones (same uuid or same interface). A connection that really went
+// away during the restart is removed when the grace period ends; the kernel meanwhile
+// removes its addresses, and the daemon derives rules from the kernel's addresses.
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../log';
+import type { ConnectionFact, ConnectionSource } from './types';
+import { mergeHeld, sameFacts } from './facts';
+import { SystemBusClient, BusCallError, type SignalMessage } from './bus';
+
+export const DEFAULT_GRACE_MS = 30_000;
+
+export interface ManagerSourceOptions {
+  readonly log: Logger;
+  /** A shared bus client (started by its owner). Without it the source opens its own. */
+  readonly bus?: SystemBusClient;
+  /** Address for an own bus client; default $DBUS_SYSTEM_BUS_ADDRESS or the standard socket. */
+  readonly busAddress?: string;
+  readonly graceMs?: number;
+}
+
+/** A ConnectionSource that also says whether its manager is on the bus (or in its grace period). */
+export interface ManagerSource extends ConnectionSource {
+  /** The manager's bus name is owned, or its last facts are held in the grace period. */
+  present(): boolean;
+  /** Resolves when the latest read of the manager's state has finished. */
+  synced(): Promise<void>;
+}
+
+export abstract class ManagerSourceBase extends EventEmitter implements ManagerSource {
+  abstract readonly origin: ConnectionSource['origin'];
+  /** Well-known bus name of the manager. */
+  protected abstract readonly busName: string;
+  /** Human name for log lines. */
+  protected abstract readonly label: string;
+
+  protected readonly log: Logger;
+  protected readonly bus: SystemBusClient;
+  private readonly ownsBus: boolean;
+  private readonly graceMs: number;
+  /** Unique name of the current owner; signals from anyone else are ignored. */
+  protected owner?: string;
+  private generation = 0;
+  private running = false;
+  private current: readonly ConnectionFact[] = [];
+  private held: readonly ConnectionFact[] = [];
+  private graceTimer?: NodeJS.Timeout;
+  private snapshot: readonly ConnectionFact[] = [];
+  private readonly onSignal = (msg: SignalMessage): void => this.signal(msg);
+  private syncing: Promise<void> = Promise.resolve();
+  private readonly onConnected = (): void => { this.syncing = this.resync(); };
+  private readonly onDisconnected = (): void => this.lost('the system bus connection dropped');
+
+  constructor(options: ManagerSourceOptions) {
+    super();
+    this.log = options.log;
+    this.ownsBus = options.bus === undefined;
+    this.bus = options.bus ?? new SystemBusClient({ address: options.busAddress, log: options.log });
+    this.graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
+  }
+
+  /** Match rules for the manager's signals (NameOwnerChanged is added by the base). */
+  protected abstract signalMatches(): readonly string[];
+  /** Read the manager's whole state from `owner`; return false if it was superseded (check `stale()`). */
+  protected abstract dump(owner: string, stale: () => boolean): Promise<void>;
+  /** Forget everything dumped. */
+  protected abstract clear(): void;
+  /** A signal from the current owner. */
+  protected abstract handle(msg: SignalMessage): void;
+  /** Facts derived from the dumped state. */
+  protected abstract derive(): readonly ConnectionFact[];
+  /** The manager has finished its own start-up (ends a grace period early). */
+  protected abstract settled(): boolean;
+
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    this.bus.on('signal', this.onSignal);
+    this.bus.on('connected', this.onConnected);
+    this.bus.on('disconnected', this.onDisconnected);
+    const rules = [
+      `type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='${this.busName}'`,
+      ...this.signalMatches(),
+    ];
+    if (this.ownsBus) {
+      for (const rule of rules) void this.bus.addMatch(rule);
+      await this.bus.start();
+      // the bus client adds the rules on connect and then emits 'connected' -> resync
+      if (this.bus.connected()) await (this.syncing = this.resync());
+    } else {
+      try {
+        for (const rule of rules) await this.bus.addMatch(rule);
+      } catch (error) {
+        this.log.debug(`${this.label}: adding match rules failed (${String(error)}); they are re-added on reconnect`);
+      }
+      if (this.bus.connected()) await (this.syncing = this.resync());
+    }
+  }
+
+  /** Resolves when the latest resynchronisation (name owner + dump) has finished. */
+  synced(): Promise<void> {
+    return this.syncing;
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    this.generation++;
+    this.bus.off('signal', this.onSignal);
+    this.bus.off('connected', this.onConnected);
+    this.bus.off('disconnected', this.onDisconnected);
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
+    if (this.ownsBus) await this.bus.stop();
+  }
+
+  connections(): readonly ConnectionFact[] {
+    return this.snapshot;
+  }
+
+  present(): boolean {
+    return this.owner !== undefined || this.held.length > 0;
+  }
+
+  /** Recompute the facts from the dumped state; emits 'changed' if they differ. */
+  protected update(): void {
+    this.current = this.owner ? this.derive() : [];
+    if (this.held.length > 0 && this.owner && this.settled()) this.endGrace(`${this.label} is back and settled`);
+    this.publish();
+  }
+
+  private publish(): void {
+    const next = this.held.length === 0 ? this.current : mergeHeld(this.held, this.current);
+    if (sameFacts(next, this.snapshot)) return;
+    this.snapshot = next;
+    this.emit('changed');
+  }
+
+  /** Find out who owns the name now and read everything from it. */
+  protected async resync(): Promise<void> {
+    if (!this.running) return;
+    const generation = ++this.generation;
+    const stale = (): boolean => generation !== this.generation || !this.running;
+    let owner: string | undefined;
+    try {
+      owner = await this.bus.nameOwner(this.busName);
+    } catch (error) {
+      if (!stale()) this.log.debug(`${this.label}: GetNameOwner failed: ${String(error)}`);
+      return;
+    }
+    if (stale()) return;
+    if (!owner) {
+      this.log.debug(`${this.label} (${this.busName}) is not on the bus`);
+      this.lost(undefined);
+      return;
+    }
+    this.owner = owner;
+    try {
+      await this.dump(owner, stale);
+    } catch (error) {
+      if (stale()) return;
+      // The owner vanished mid-dump (NameOwnerChanged follows) or answered garbage: retry once shortly.
+      this.log.warning(`${this.label}: reading its state failed: ${error instanceof BusCallError ? error.message : String(error)}; retrying`);
+      setTimeout(() => { if (!stale()) void this.resync(); }, 500).unref?.();
+      return;
+    }
+    if (stale()) return;
+    this.log.debug(`${this.label}: state read from ${owner}`);
+    this.update();
+  }
+
+  private signal(msg: SignalMessage): void {
+    if (!this.running) return;
+    if (msg.sender === 'org.freedesktop.DBus' && msg.member === 'NameOwnerChanged') {
+      const [name, , newOwner] = msg.body as [string, string, string];
+      if (name !== this.busName) return;
+      if (newOwner) {
+        this.log.info(`${this.label} appeared on the bus (${newOwner}); reading its state`);
+        this.owner = undefined;
+        this.clear();
+        this.syncing = this.resync();
+      } else {
+        this.generation++;
+        this.lost(`${this.label} left the bus`);
+      }
+      return;
+    }
+    if (!this.owner || msg.sender !== this.owner) return;
+    this.handle(msg);
+  }
+
+  /** The manager is gone (or unreachable): keep the last facts for the grace period. */
+  private lost(reason: string | undefined): void {
+    const had = this.current.length > 0 ? this.current : this.snapshot;
+    this.owner = undefined;
+    this.clear();
+    this.current = [];
+    if (had.length > 0 && this.running && this.graceMs > 0) {
+      this.held = mergeHeld(this.held, had);
+      this.log.info(`${reason ?? `${this.label} is gone`}; keeping its ${this.held.length} connection(s) for up to ${Math.round(this.graceMs / 1000)} s in case it comes back`);
+      if (this.graceTimer) clearTimeout(this.graceTimer);
+      this.graceTimer = setTimeout(() => this.endGrace(`${this.label} did not come back within ${Math.round(this.graceMs / 1000)} s`), this.graceMs);
+      this.graceTimer.unref?.();
+    } else if (reason) {
+      this.log.info(reason);
+    }
+    this.publish();
+  }
+
+  private endGrace(reason: string): void {
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
+    if (this.held.length === 0) return;
+    this.log.info(`${reason}; grace period over`);
+    this.held = [];
+    this.publish();
+  }
+}
+
