@@ -64,4 +64,22 @@ describe('burst of 20,000 route changes', { skip }, () => {
     console.log(`# SIGTERM → exit: ${Date.now() - ts} ms`);
     assert.deepEqual(leftovers(topo), []);
   });
+
+  it('event overflow (ENOBUFS): stopped while 20,000 changes happen, it re-reads and converges', async () => {
+    // Undo the first test's surviving routes so this one starts from the README state.
+    topo.batch(topo.host, topo.routes(4, 'main').filter((r) => r.dst.startsWith('10.160.')).map((r) => `route del ${r.dst}`)
+      .concat(topo.routes(6, 'main').filter((r) => r.dst.startsWith('2001:db8:b::')).map((r) => `route del ${r.dst} metric 10`)));
+    d = await startConverged(topo, README_NETS, ['--loglevel', '2']);
+    // A stopped process reads nothing: its monitor socket's receive buffer must overflow.
+    d.signal('SIGSTOP');
+    try {
+      topo.batch(topo.host, burst());
+    } finally {
+      d.signal('SIGCONT');
+    }
+    await waitConverged(topo, d, README_NETS, 60000);
+    assert.ok(d.running, 'dynmhs must survive ENOBUFS');
+    assert.equal(await d.stop('SIGTERM', 10000), 0);
+    assert.deepEqual(leftovers(topo), []);
+  });
 });

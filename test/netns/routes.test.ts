@@ -226,8 +226,7 @@ describe('route copying on the real kernel', { skip }, () => {
     await waitConverged(topo, d, NETS, 5000);
   });
 
-  it('routes that come and go are never duplicated', async () => {
-    await waitConverged(topo, d, NETS, 5000);
+  it('routes that come and go are never duplicated', () => {
     for (const fam of [4, 6] as const) {
       for (const t of [2000, 3000, 4000]) {
         const keys = topo.ourRoutes(fam, t).map(routeKey);
