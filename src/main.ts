@@ -5,6 +5,7 @@ import type { Config } from './config/types';
 import { Daemon } from './daemon';
 import { RtnetlinkKernel } from './kernel/netlink';
 import { createLogger, type Logger } from './log';
+import { createConnectionNetworks } from './sources/connections';
 
 function fail(message: string, code: number): never {
   process.stderr.write(`dynmhs: ${message}\n`);
@@ -37,6 +38,8 @@ async function main(argv: readonly string[]): Promise<void> {
     log,
     config,
     version: version.kind === 'version' ? version.text.split(' ')[1] : 'unknown',
+    // NetworkManager / systemd-networkd over the system bus ($DBUS_SYSTEM_BUS_ADDRESS), for --source != static
+    connections: (current, tableInUse) => createConnectionNetworks(current, log, { tableInUse }),
     loadConfig: () => {
       const again = parseCommandLine(argv);
       if (again.kind !== 'run') throw new Error('the command line no longer describes a daemon run');
