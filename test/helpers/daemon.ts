@@ -193,14 +193,14 @@ export type Nets = readonly { ifName: string; table: number }[];
 
 /** Wait until tables and rules match what `nets` call for; fails fast if the daemon dies. */
 export async function waitConverged(topo: Topology, d: DaemonProcess | undefined, nets: Nets = README_NETS,
-  timeoutMs = 10000): Promise<void> {
+  timeoutMs = 10000, intervalMs = 20): Promise<void> {
   let last = '';
   try {
     await waitFor(() => {
       if (d && !d.running) throw new WaitAbort(`dynmhs exited early (${JSON.stringify(d.status)})`);
       last = convergence(topo, nets);
       return last === '';
-    }, timeoutMs, { what: 'tables and rules to converge', intervalMs: 20 });
+    }, timeoutMs, { what: 'tables and rules to converge', intervalMs });
   } catch (e) {
     const out = d ? `\n--- daemon output (tail) ---\n${d.output().slice(-3000)}` : '';
     throw new Error(`${(e as Error).message}\nnot converged: ${last}${out}`);

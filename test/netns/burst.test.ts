@@ -45,7 +45,8 @@ describe('burst of 20,000 route changes', { skip }, () => {
     const t0 = Date.now();
     topo.batch(topo.host, lines);
     const tBatch = Date.now() - t0;
-    await waitConverged(topo, d, README_NETS, 60000).catch((e) => {
+    // big dumps: poll slowly so the test does not starve the daemon of CPU
+    await waitConverged(topo, d, README_NETS, 60000, 300).catch((e) => {
       throw new Error(`${(e as Error).message}\nfinal: ${convergence(topo, README_NETS)}`);
     });
     const tConverged = Date.now() - t0;
@@ -77,7 +78,7 @@ describe('burst of 20,000 route changes', { skip }, () => {
     } finally {
       d.signal('SIGCONT');
     }
-    await waitConverged(topo, d, README_NETS, 60000);
+    await waitConverged(topo, d, README_NETS, 60000, 300);
     assert.ok(d.running, 'dynmhs must survive ENOBUFS');
     assert.equal(await d.stop('SIGTERM', 10000), 0);
     assert.deepEqual(leftovers(topo), []);
