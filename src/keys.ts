@@ -7,6 +7,19 @@ import type { Route, Rule } from './model';
  * identity includes the device and gateway; multipath routes are one object.
  */
 export function routeKey(route: Route): string {
+  let key = routeKeys.get(route);
+  if (key === undefined) {
+    key = computeRouteKey(route);
+    routeKeys.set(route, key);
+  }
+  return key;
+}
+
+// Routes are immutable values that live across many passes: key each one once.
+const routeKeys = new WeakMap<Route, string>();
+const ruleKeys = new WeakMap<Rule, string>();
+
+function computeRouteKey(route: Route): string {
   if (route.family === 4) return `4|${route.table}|${route.dst}/${route.dstLength}|${route.tos}|${route.metric}`;
   const hop = route.nexthops !== undefined ? 'mp' : `${route.oif ?? ''}|${route.gateway ?? ''}`;
   return `${routeBaseKey(route)}|${hop}`;
@@ -19,6 +32,15 @@ export function routeBaseKey(route: Route): string {
 
 /** Several rules may share selectors; the kernel deletes by selectors plus protocol, so both count. */
 export function ruleKey(rule: Rule): string {
+  let key = ruleKeys.get(rule);
+  if (key === undefined) {
+    key = computeRuleKey(rule);
+    ruleKeys.set(rule, key);
+  }
+  return key;
+}
+
+function computeRuleKey(rule: Rule): string {
   return `${rule.family}|${rule.priority}|${rule.src ?? 'all'}/${rule.srcLength}|${rule.table}|${rule.protocol}|${rule.plain ? 'p' : 'x'}`;
 }
 

@@ -100,6 +100,8 @@ export interface Observed {
   readonly addresses: readonly Address[];
   readonly routes: readonly Route[];
   readonly rules: readonly Rule[];
+  /** The same routes by identity (keys.ts routeKey), kept by the cache so a pass need not rebuild it. */
+  readonly routesByKey: ReadonlyMap<string, Route>;
 }
 
 /** What dynmhs wants in the kernel: only its own tables' routes and its own rules. */

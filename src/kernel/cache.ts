@@ -61,6 +61,7 @@ export class ObservedCache {
       addresses: [...this.addresses.values()],
       routes: [...this.routes.values()],
       rules: [...this.rules.values()],
+      routesByKey: new Map(this.routes),
     };
     return this.snapshotCache;
   }

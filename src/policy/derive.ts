@@ -52,6 +52,23 @@ export function copyForTable(route: Route, linkIndex: number, table: number): Ro
   return { ...base, oif: undefined, gateway: undefined, nexthops: hops };
 }
 
+// A main-table route object lives until the kernel changes it, so its copies can too:
+// the same copy object pass after pass keeps its memoized key and costs no allocation.
+const copies = new WeakMap<Route, Map<string, Route | undefined>>();
+
+function cachedCopy(route: Route, linkIndex: number, table: number): Route | undefined {
+  let byTarget = copies.get(route);
+  if (byTarget === undefined) {
+    byTarget = new Map();
+    copies.set(route, byTarget);
+  }
+  const target = `${linkIndex}|${table}`;
+  if (byTarget.has(target)) return byTarget.get(target);
+  const copy = copyForTable(route, linkIndex, table);
+  byTarget.set(target, copy);
+  return copy;
+}
+
 export function derive(observed: Observed, networks: readonly ManagedNetwork[]): Derived {
   const linksByName = new Map<string, Link>();
   for (const link of observed.links.values()) linksByName.set(link.name, link);
@@ -84,7 +101,7 @@ export function derive(observed: Observed, networks: readonly ManagedNetwork[]):
     }));
     const networkRoutes: Route[] = [];
     for (const route of [...(mainByOif.get(link.index) ?? []), ...mainMultipath]) {
-      const copy = copyForTable(route, link.index, network.table);
+      const copy = cachedCopy(route, link.index, network.table);
       if (copy !== undefined) networkRoutes.push(copy);
     }
     for (const rule of networkRules) rules.set(ruleKey(rule), rule);

@@ -26,15 +26,17 @@ export interface Plan {
   /** Routes and rules of others in the tables we manage: left alone, reported. */
   readonly foreignRoutes: readonly Route[];
   readonly foreignRules: readonly Rule[];
+  /** Keys ("route …"/"rule …") of desired objects of ours that are in place already. */
+  readonly inPlace: ReadonlySet<string>;
 }
 
 export function diff(desired: Desired, observed: Observed, network: (table: number) => string | undefined = () => undefined): Plan {
-  const observedRoutes = new Map<string, Route>();
-  for (const route of observed.routes) observedRoutes.set(routeKey(route), route);
+  const observedRoutes = observed.routesByKey;
   const desiredRouteKeys = new Set<string>();
   const managedTables = new Set<number>();
   const routeAdds: Operation[] = [];
   const conflicts: Conflict[] = [];
+  const inPlace = new Set<string>();
 
   for (const route of desired.routes) {
     const key = routeKey(route);
@@ -45,6 +47,7 @@ export function diff(desired: Desired, observed: Observed, network: (table: numb
     if (present === undefined) routeAdds.push({ kind: 'add-route', route, network: name });
     else if (!ownsRoute(present)) conflicts.push({ wanted: route, present });
     else if (!sameRouteContent(present, route)) routeAdds.push({ kind: 'replace-route', route, network: name });
+    else inPlace.add(`route ${key}`);
   }
   // A gateway must be reachable when its route is added: device routes go first.
   routeAdds.sort((a, b) => gatewayRank(a) - gatewayRank(b));
@@ -57,6 +60,7 @@ export function diff(desired: Desired, observed: Observed, network: (table: numb
     desiredRuleKeys.add(key);
     managedTables.add(rule.table);
     if (!observedRuleKeys.has(key)) ruleAdds.push({ kind: 'add-rule', rule, network: network(rule.table) });
+    else inPlace.add(`rule ${key}`);
   }
 
   const ruleDeletes: Operation[] = [];
@@ -87,6 +91,7 @@ export function diff(desired: Desired, observed: Observed, network: (table: numb
     conflicts,
     foreignRoutes,
     foreignRules,
+    inPlace,
   };
 }
 

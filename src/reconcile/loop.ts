@@ -13,6 +13,7 @@ import { Backoff, systemClock, type Clock } from './limiter';
 export const NETWORKD_DROP_IN = '/etc/systemd/networkd.conf.d/dynmhs.conf';
 const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 30_000;
+const PACE_THRESHOLD_MS = 2;
 
 export interface PassResult {
   readonly plans: readonly NetworkPlan[];
@@ -49,6 +50,9 @@ export class Reconciler {
   private readonly restores = new Backoff();
   private readonly reported = new Set<string>();
   private idleWaiters: Array<() => void> = [];
+  /** CPU time of the last pass's own work (derive, diff, bookkeeping), without waiting for the kernel. */
+  private lastComputeMs = 0;
+  private paceTimer?: unknown;
   private last?: PassResult;
 
   constructor(private readonly options: ReconcilerOptions) {
@@ -59,7 +63,7 @@ export class Reconciler {
   markDirty(): void {
     if (this.stopped) return;
     this.dirty = true;
-    if (this.running !== undefined || this.scheduled) return;
+    if (this.running !== undefined || this.scheduled || this.paceTimer !== undefined) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -81,6 +85,7 @@ export class Reconciler {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.retryTimer !== undefined) this.clock.clearTimeout(this.retryTimer);
+    if (this.paceTimer !== undefined) this.clock.clearTimeout(this.paceTimer);
     await this.running;
     this.dirty = false;
     this.notifyIdle();
@@ -99,12 +104,26 @@ export class Reconciler {
       })
       .finally(() => {
         this.running = undefined;
-        if (this.dirty) this.kick(); else this.notifyIdle();
+        if (this.dirty) this.paced(); else this.notifyIdle();
       });
   }
 
+  /**
+   * The next pass right away, unless passes have become expensive (tens of thousands of
+   * routes during a burst): then wait as long as the last one computed, so the loop
+   * never takes more than about half the CPU and each pass takes in a larger batch.
+   */
+  private paced(): void {
+    if (this.lastComputeMs < PACE_THRESHOLD_MS) { this.kick(); return; }
+    if (this.paceTimer !== undefined) return;
+    this.paceTimer = this.clock.setTimeout(() => {
+      this.paceTimer = undefined;
+      this.kick();
+    }, this.lastComputeMs);
+  }
+
   private notifyIdle(): void {
-    if (this.running !== undefined || this.dirty || this.scheduled) return;
+    if (this.running !== undefined || this.dirty || this.scheduled || this.paceTimer !== undefined) return;
     const waiters = this.idleWaiters;
     this.idleWaiters = [];
     for (const resolve of waiters) resolve();
@@ -125,6 +144,7 @@ export class Reconciler {
 
   private async pass(): Promise<void> {
     const { kernel, log } = this.options;
+    const computeStart = performance.now();
     const observed = kernel.observed();
     const networks = this.options.networks();
     const { desired, plans } = derive(observed, networks);
@@ -152,6 +172,7 @@ export class Reconciler {
       if (op.kind === 'add-rule' || op.kind === 'delete-rule') log.info(describeOperation(op, device));
       else log.debug(describeOperation(op, device));
     }
+    this.lastComputeMs = performance.now() - computeStart;
     const results: OperationResult[] = operations.length > 0 ? await kernel.apply(operations) : [];
 
     let added = 0;
@@ -169,10 +190,7 @@ export class Reconciler {
     });
 
     // What is in place now: desired objects the kernel showed us, plus what we just added.
-    const installedNow = new Set<string>();
-    const present = new Set([...observed.routes.map((r) => `route ${routeKey(r)}`), ...observed.rules.map((r) => `rule ${ruleKey(r)}`)]);
-    for (const route of desired.routes) { const k = `route ${routeKey(route)}`; if (present.has(k)) installedNow.add(k); }
-    for (const rule of desired.rules) { const k = `rule ${ruleKey(rule)}`; if (present.has(k)) installedNow.add(k); }
+    const installedNow = new Set(plan.inPlace);
     results.forEach((result, i) => {
       const op = operations[i];
       if (result.ok && (op.kind === 'add-route' || op.kind === 'add-rule' || op.kind === 'replace-route')) installedNow.add(opKey(op));

@@ -1,4 +1,5 @@
 // Plain model values for unit tests: the DynMHS README host, wan1 (index 3) and wan2 (index 4).
+import { routeKey } from '../../src/keys';
 import type { Clock } from '../../src/reconcile/limiter';
 import type { Logger } from '../../src/log';
 import { DYNMHS_PROTOCOL, MAIN_TABLE, type Address, type Link, type ManagedNetwork, type Route, type Rule } from '../../src/model';
@@ -31,7 +32,7 @@ export function rule(src: string, table: number, protocol = DYNMHS_PROTOCOL): Ru
 }
 
 export function observedOf(links: Link[], addresses: Address[], routes: Route[], rules: Rule[] = []) {
-  return { links: new Map(links.map((l) => [l.index, l])), addresses, routes, rules };
+  return { links: new Map(links.map((l) => [l.index, l])), addresses, routes, rules, routesByKey: new Map(routes.map((r) => [routeKey(r), r])) };
 }
 
 export class FakeClock implements Clock {
