@@ -6,6 +6,7 @@ import { Daemon } from './daemon';
 import { RtnetlinkKernel } from './kernel/netlink';
 import { createLogger, type Logger } from './log';
 import { createConnectionNetworks } from './sources/connections';
+import { DbusServiceError, startDbusService, type DbusService } from './dbus/service';
 
 function fail(message: string, code: number): never {
   process.stderr.write(`dynmhs: ${message}\n`);
@@ -47,6 +48,24 @@ async function main(argv: readonly string[]): Promise<void> {
     },
   });
 
+  // The bus name first: a second instance must fail before it touches the kernel, since
+  // two daemons with one protocol tag would each remove what the other added.
+  let service: DbusService | undefined;
+  if (config.dbus) {
+    try {
+      service = await startDbusService(daemon, log, {
+        onDisconnected: (error) => log.warning(`Lost the system bus (${error.message}); dynmhs keeps working without its D-Bus service`),
+      });
+    } catch (error) {
+      if (error instanceof DbusServiceError && error.code === 'NameTaken') {
+        log.fatal(`${error.message}: another dynmhs is running; stop it first`);
+        await log.close();
+        process.exit(EXIT.UNAVAILABLE);
+      }
+      log.warning(`No D-Bus service: ${(error as Error).message}. dynmhs works without it; dynmhsctl will not reach it (use --no-dbus to silence this)`);
+    }
+  }
+
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) {
@@ -56,6 +75,7 @@ async function main(argv: readonly string[]): Promise<void> {
     stopping = true;
     log.info(`${signal}: removing the rules and routes dynmhs created`);
     daemon.stop()
+      .then(() => service?.stop())
       .then(() => log.close())
       .then(() => process.exit(EXIT.OK))
       .catch((error: Error) => {
