@@ -1,25 +1,22 @@
 // The real kernel over rtnetlink (the `netlink` package). Two sockets: a monitor
 // socket that joins the multicast groups and runs the dumps (events and dump replies
-// share one ordered stream), and a command socket for changes, so that the replies to
-// thousands of requests never crowd out events.
+// share one ordered stream), and a command socket for changes (commands.ts), so that
+// the replies to thousands of requests never crowd out events.
 import { EventEmitter } from 'node:events';
-import { getSystemErrorName } from 'node:util';
 import {
-  AttrStream, createNetlink, FlagsGet, FlagsNew, parseError, Protocol, rt,
+  AttrStream, createNetlink, FlagsGet, FlagsNew, Protocol, rt,
   type NetlinkMessage, type NetlinkSocket,
 } from 'netlink';
 import type { Logger } from '../log';
 import type { Observed, Operation, OperationResult } from '../model';
 import { describeOperation } from '../describe';
 import { ObservedCache, type CacheEvent, type CacheKind } from './cache';
+import { CommandSocket, type Request } from './commands';
 import { parseAddress, parseLink, parseRoute, parseRule, routeRequest, ruleRequest } from './codec';
 import type { Kernel } from './types';
 
-const NLMSG_ERROR = 2;
 const NLM_F_REPLACE = 0x100;
 const RECEIVE_BUFFER = 4 * 1024 * 1024;
-/** Requests in flight at once: enough to hide the round trip, few enough that ACKs never overflow. */
-const WINDOW = 64;
 const GROUPS = ['LINK', 'IPV4_IFADDR', 'IPV6_IFADDR', 'IPV4_ROUTE', 'IPV6_ROUTE', 'IPV4_RULE', 'IPV6_RULE'] as const;
 const DUMP_ORDER: readonly CacheKind[] = ['links', 'addresses', 'routes', 'rules'];
 
@@ -59,7 +56,7 @@ function kindOf(event: CacheEvent): CacheKind {
 
 export class RtnetlinkKernel extends EventEmitter implements Kernel {
   private monitor?: NetlinkSocket;
-  private command?: NetlinkSocket;
+  private command?: CommandSocket;
   private readonly cache = new ObservedCache();
   /** Kinds being dumped right now: their events wait, then replay on top of the dump. */
   private readonly held = new Map<CacheKind, CacheEvent[]>();
@@ -75,11 +72,10 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
   async start(): Promise<void> {
     const monitor = createNetlink(Protocol.ROUTE, { recvBufferSize: RECEIVE_BUFFER, sendBufferSize: RECEIVE_BUFFER, ref: true });
     this.monitor = monitor;
-    this.command = createNetlink(Protocol.ROUTE, { recvBufferSize: RECEIVE_BUFFER, sendBufferSize: RECEIVE_BUFFER });
+    this.command = new CommandSocket(RECEIVE_BUFFER, (error) => this.log.warning(`Netlink command socket: ${error.message}`));
     for (const group of GROUPS) monitor.socket.addMembership(rt.MulticastGroups[group]);
     monitor.on('message', (messages) => this.onEvents(messages));
     monitor.on('error', (error) => this.onMonitorError(error));
-    this.command.on('error', (error) => this.log.warning(`Netlink command socket: ${error.message}`));
     await this.resync(DUMP_ORDER);
   }
 
@@ -95,16 +91,16 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
   }
 
   async apply(operations: readonly Operation[]): Promise<OperationResult[]> {
-    const results = new Array<OperationResult>(operations.length);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < operations.length) {
-        const index = next++;
-        results[index] = await this.applyOne(operations[index]);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(WINDOW, operations.length) }, worker));
-    return results;
+    if (operations.length === 0) return [];
+    const outcomes = await this.command!.run(operations.map(toRequest));
+    return operations.map((op, i) => {
+      const code = outcomes[i];
+      const adding = op.kind === 'add-route' || op.kind === 'add-rule' || op.kind === 'replace-route';
+      const ok = code === undefined || (adding ? code === 'EEXIST' : code === 'ENOENT' || code === 'ESRCH');
+      if (ok) this.cache.applyOperation(op);
+      else this.log.debug(`Kernel refused: ${describeOperation(op)}: ${code}`);
+      return ok ? { ok } : { ok, code };
+    });
   }
 
   /** Dumps the given kinds again, one dump at a time (overlapping dumps fail with EBUSY). */
@@ -198,55 +194,26 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
       this.emit('changed');
     });
   }
-
-  private async applyOne(op: Operation): Promise<OperationResult> {
-    const stream = new AttrStream();
-    let type: number;
-    let flags = 0;
-    switch (op.kind) {
-      case 'add-route':
-      case 'replace-route':
-        rt.formatRouteMessage({ kind: 'route', ...routeRequest(op.route) }, stream);
-        type = T.NEWROUTE;
-        flags = FlagsNew.CREATE | (op.kind === 'add-route' ? FlagsNew.EXCL : FlagsNew.REPLACE);
-        break;
-      case 'delete-route':
-        rt.formatRouteMessage({ kind: 'route', ...routeRequest(op.route) }, stream);
-        type = T.DELROUTE;
-        break;
-      case 'add-rule':
-        rt.formatRuleMessage({ kind: 'rule', ...ruleRequest(op.rule) }, stream);
-        type = T.NEWRULE;
-        flags = FlagsNew.CREATE | FlagsNew.EXCL;
-        break;
-      case 'delete-rule':
-        rt.formatRuleMessage({ kind: 'rule', ...ruleRequest(op.rule) }, stream);
-        type = T.DELRULE;
-        break;
-    }
-    let code: string | undefined;
-    try {
-      const [replies] = await this.command!.request(type, stream.bufs, { flags, checkError: false, timeout: 5000 });
-      const reply = replies[0];
-      if (reply !== undefined && reply.type === NLMSG_ERROR) {
-        const { errno } = parseError(reply.data, reply.flags);
-        if (errno !== 0) code = errnoName(errno);
-      }
-    } catch (error) {
-      code = (error as { code?: string }).code ?? (error as Error).message;
-    }
-    const adding = op.kind === 'add-route' || op.kind === 'add-rule' || op.kind === 'replace-route';
-    const ok = code === undefined || (adding ? code === 'EEXIST' : code === 'ENOENT' || code === 'ESRCH');
-    if (ok) this.cache.applyOperation(op);
-    else this.log.debug(`Kernel refused: ${describeOperation(op)}: ${code}`);
-    return ok ? { ok } : { ok, code };
-  }
 }
 
-function errnoName(errno: number): string {
-  try {
-    return getSystemErrorName(errno < 0 ? errno : -errno);
-  } catch {
-    return `errno ${Math.abs(errno)}`;
+function toRequest(op: Operation): Request {
+  const stream = new AttrStream();
+  switch (op.kind) {
+    case 'add-route':
+    case 'replace-route':
+      rt.formatRouteMessage({ kind: 'route', ...routeRequest(op.route) }, stream);
+      return {
+        type: T.NEWROUTE, payload: stream.bufs,
+        flags: FlagsNew.CREATE | (op.kind === 'add-route' ? FlagsNew.EXCL : FlagsNew.REPLACE),
+      };
+    case 'delete-route':
+      rt.formatRouteMessage({ kind: 'route', ...routeRequest(op.route) }, stream);
+      return { type: T.DELROUTE, payload: stream.bufs, flags: 0 };
+    case 'add-rule':
+      rt.formatRuleMessage({ kind: 'rule', ...ruleRequest(op.rule) }, stream);
+      return { type: T.NEWRULE, payload: stream.bufs, flags: FlagsNew.CREATE | FlagsNew.EXCL };
+    case 'delete-rule':
+      rt.formatRuleMessage({ kind: 'rule', ...ruleRequest(op.rule) }, stream);
+      return { type: T.DELRULE, payload: stream.bufs, flags: 0 };
   }
 }
