@@ -30,6 +30,14 @@ export interface SignalMessage {
   readonly member: string;
   /** Body with every variant unwrapped into plain values (see plain()). */
   readonly body: readonly unknown[];
+  /** Arrival order of every message on this connection (replies included): see callOrdered(). */
+  readonly seq: number;
+}
+
+export interface OrderedReply {
+  readonly body: unknown[];
+  /** Arrival position of the reply; signals with a higher seq happened after the call was answered. */
+  readonly seq: number;
 }
 
 /**
@@ -78,6 +86,9 @@ export class SystemBusClient extends EventEmitter {
   private failures = 0;
   private readonly matches = new Set<string>();
   private readonly pending = new Set<Pending>();
+  /** Arrival counter of incoming messages, and the positions of awaited replies by serial. */
+  private seq = 0;
+  private readonly replySeq = new Map<number, number>();
 
   constructor(options: SystemBusClientOptions) {
     super();
@@ -129,7 +140,17 @@ export class SystemBusClient extends EventEmitter {
   }
 
   /** A method call; the reply body comes back as plain values. */
-  call(destination: string, path: string, iface: string, member: string, signature = '', body: unknown[] = []): Promise<unknown[]> {
+  async call(destination: string, path: string, iface: string, member: string, signature = '', body: unknown[] = []): Promise<unknown[]> {
+    return (await this.callOrdered(destination, path, iface, member, signature, body)).body;
+  }
+
+  /**
+   * A method call that also says where its reply arrived among the signals. Signals that
+   * arrive in the same socket read as the reply are dispatched before an awaiting caller
+   * resumes; a caller that dumps state compares their seq with the reply's to know which
+   * of them are newer than the dump.
+   */
+  callOrdered(destination: string, path: string, iface: string, member: string, signature = '', body: unknown[] = []): Promise<OrderedReply> {
     const bus = this.bus;
     if (!bus || !this.isConnected) return Promise.reject(new BusCallError('NotConnected', undefined, `not connected to the system bus (${this.address})`));
     return new Promise((resolve, reject) => {
@@ -140,14 +161,18 @@ export class SystemBusClient extends EventEmitter {
         reject(new BusCallError('Timeout', undefined, `${destination} ${path} ${iface}.${member}: no reply within ${this.callTimeoutMs} ms`));
       }, this.callTimeoutMs);
       const message = new Message({ destination, path, interface: iface, member, signature: signature || undefined, body });
+      const serial = bus.newSerial();
+      message.serial = serial;
+      this.replySeq.set(serial, -1);
       bus.call(message).then((reply) => {
-        resolve(reply ? (reply.body ?? []).map(plain) : []);
+        resolve({ body: reply ? (reply.body ?? []).map(plain) : [], seq: this.replySeq.get(serial) ?? this.seq });
       }, (error: unknown) => {
         const e = error as { type?: string; text?: string; message?: string };
         reject(new BusCallError('Remote', e.type, `${destination} ${path} ${iface}.${member}: ${e.text ?? e.message ?? String(error)}`));
       }).finally(() => {
         clearTimeout(timer);
         this.pending.delete(entry);
+        this.replySeq.delete(serial);
       });
     });
   }
@@ -182,8 +207,15 @@ export class SystemBusClient extends EventEmitter {
       connection?.on('end', () => lost());
       connection?.stream?.on('close', () => lost());
       bus.on('message', (msg) => {
-        if (msg.type !== MessageType.SIGNAL || this.bus !== bus) return;
-        this.emit('signal', { sender: msg.sender, path: msg.path, interface: msg.interface, member: msg.member, body: (msg.body ?? []).map(plain) } satisfies SignalMessage);
+        if (this.bus !== bus) return;
+        const seq = ++this.seq;
+        if (msg.type === MessageType.METHOD_RETURN || msg.type === MessageType.ERROR) {
+          const serial = Number(msg.replySerial);
+          if (this.replySeq.get(serial) === -1) this.replySeq.set(serial, seq);
+          return;
+        }
+        if (msg.type !== MessageType.SIGNAL) return;
+        this.emit('signal', { sender: msg.sender, path: msg.path, interface: msg.interface, member: msg.member, body: (msg.body ?? []).map(plain), seq } satisfies SignalMessage);
       });
       bus.on('connect', () => {
         if (this.bus !== bus) return;

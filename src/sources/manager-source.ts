@@ -55,7 +55,11 @@ export abstract class ManagerSourceBase extends EventEmitter implements ManagerS
   private current: readonly ConnectionFact[] = [];
   private held: readonly ConnectionFact[] = [];
   private graceTimer?: NodeJS.Timeout;
+  /** Held because the manager left: the grace ends early once it is back and settled. */
+  private awaitingReturn = false;
   private snapshot: readonly ConnectionFact[] = [];
+  /** Signals from the owner that arrived while a dump was in flight. */
+  private buffered?: SignalMessage[];
   private readonly onSignal = (msg: SignalMessage): void => this.signal(msg);
   private syncing: Promise<void> = Promise.resolve();
   private readonly onConnected = (): void => { this.syncing = this.resync(); };
@@ -71,8 +75,11 @@ export abstract class ManagerSourceBase extends EventEmitter implements ManagerS
 
   /** Match rules for the manager's signals (NameOwnerChanged is added by the base). */
   protected abstract signalMatches(): readonly string[];
-  /** Read the manager's whole state from `owner`; return false if it was superseded (check `stale()`). */
-  protected abstract dump(owner: string, stale: () => boolean): Promise<void>;
+  /**
+   * Read the manager's whole state from `owner` (unless `stale()` turns true meanwhile)
+   * and return the seq of the reply it is based on (SystemBusClient.callOrdered).
+   */
+  protected abstract dump(owner: string, stale: () => boolean): Promise<number>;
   /** Forget everything dumped. */
   protected abstract clear(): void;
   /** A signal from the current owner. */
@@ -135,7 +142,7 @@ export abstract class ManagerSourceBase extends EventEmitter implements ManagerS
   /** Recompute the facts from the dumped state; emits 'changed' if they differ. */
   protected update(): void {
     this.current = this.owner ? this.derive() : [];
-    if (this.held.length > 0 && this.owner && this.settled()) this.endGrace(`${this.label} is back and settled`);
+    if (this.held.length > 0 && this.awaitingReturn && this.owner && this.settled()) this.endGrace(`${this.label} is back and settled`);
     this.publish();
   }
 
@@ -165,18 +172,43 @@ export abstract class ManagerSourceBase extends EventEmitter implements ManagerS
       return;
     }
     this.owner = owner;
+    let replySeq: number;
+    this.buffered = [];
     try {
-      await this.dump(owner, stale);
+      replySeq = await this.dump(owner, stale);
     } catch (error) {
+      this.buffered = undefined;
       if (stale()) return;
       // The owner vanished mid-dump (NameOwnerChanged follows) or answered garbage: retry once shortly.
       this.log.warning(`${this.label}: reading its state failed: ${error instanceof BusCallError ? error.message : String(error)}; retrying`);
       setTimeout(() => { if (!stale()) void this.resync(); }, 500).unref?.();
       return;
     }
+    const buffered = this.buffered;
+    this.buffered = undefined;
     if (stale()) return;
     this.log.debug(`${this.label}: state read from ${owner}`);
+    // signals newer than the dump's reply (dispatched before we resumed) still apply
+    for (const msg of buffered ?? []) if (msg.seq > replySeq && msg.sender === this.owner) this.handle(msg);
     this.update();
+  }
+
+  /**
+   * Run a re-read while buffering the owner's signals, then replay those newer than its
+   * reply (for subclasses that re-read part of the state outside resync()).
+   */
+  protected async reread(read: () => Promise<number | undefined>): Promise<void> {
+    const outer = this.buffered;
+    const own: SignalMessage[] = [];
+    if (!outer) this.buffered = own;
+    let replySeq: number | undefined;
+    try {
+      replySeq = await read();
+    } finally {
+      if (!outer && this.buffered === own) this.buffered = undefined;
+    }
+    if (replySeq === undefined || outer) return;
+    for (const msg of own) if (msg.seq > replySeq && msg.sender === this.owner) this.handle(msg);
   }
 
   private signal(msg: SignalMessage): void {
@@ -196,7 +228,34 @@ export abstract class ManagerSourceBase extends EventEmitter implements ManagerS
       return;
     }
     if (!this.owner || msg.sender !== this.owner) return;
+    if (this.buffered) {
+      this.buffered.push(msg);
+      return;
+    }
     this.handle(msg);
+  }
+
+  /** The facts derived before the latest update (for subclasses that hold vanished objects). */
+  protected currentFacts(): readonly ConnectionFact[] {
+    return this.current;
+  }
+
+  /**
+   * Keep facts whose objects the manager unexported without deactivating them first (what
+   * NetworkManager does while shutting down): they stay for the grace period, or until
+   * the manager reports them again.
+   */
+  protected hold(facts: readonly ConnectionFact[], reason: string): void {
+    if (facts.length === 0 || !this.running || this.graceMs <= 0) return;
+    this.held = mergeHeld(this.held, facts);
+    this.log.debug(`${reason}; holding ${facts.map((f) => f.interfaceName).join(', ')} for up to ${Math.round(this.graceMs / 1000)} s`);
+    this.startGraceTimer();
+  }
+
+  private startGraceTimer(): void {
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = setTimeout(() => this.endGrace(`${this.label} did not report them again within ${Math.round(this.graceMs / 1000)} s`), this.graceMs);
+    this.graceTimer.unref?.();
   }
 
   /** The manager is gone (or unreachable): keep the last facts for the grace period. */
@@ -207,10 +266,9 @@ export abstract class ManagerSourceBase extends EventEmitter implements ManagerS
     this.current = [];
     if (had.length > 0 && this.running && this.graceMs > 0) {
       this.held = mergeHeld(this.held, had);
+      this.awaitingReturn = true;
       this.log.info(`${reason ?? `${this.label} is gone`}; keeping its ${this.held.length} connection(s) for up to ${Math.round(this.graceMs / 1000)} s in case it comes back`);
-      if (this.graceTimer) clearTimeout(this.graceTimer);
-      this.graceTimer = setTimeout(() => this.endGrace(`${this.label} did not come back within ${Math.round(this.graceMs / 1000)} s`), this.graceMs);
-      this.graceTimer.unref?.();
+      this.startGraceTimer();
     } else if (reason) {
       this.log.info(reason);
     }
@@ -220,6 +278,7 @@ export abstract class ManagerSourceBase extends EventEmitter implements ManagerS
   private endGrace(reason: string): void {
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.graceTimer = undefined;
+    this.awaitingReturn = false;
     if (this.held.length === 0) return;
     this.log.info(`${reason}; grace period over`);
     this.held = [];

@@ -37,9 +37,10 @@ export class NetworkdSource extends ManagerSourceBase {
     return [`type='signal',sender='${NETWORKD_BUS_NAME}',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',arg0='${NETWORKD_LINK_IFACE}'`];
   }
 
-  protected async dump(owner: string, stale: () => boolean): Promise<void> {
-    const links = await this.readLinks(owner);
+  protected async dump(owner: string, stale: () => boolean): Promise<number> {
+    const { links, seq } = await this.readLinks(owner);
     if (!stale()) this.links = links;
+    return seq;
   }
 
   protected clear(): void {
@@ -70,26 +71,26 @@ export class NetworkdSource extends ManagerSourceBase {
     this.update();
   }
 
-  private async readLinks(owner: string): Promise<Map<number, NetworkdLink>> {
+  private async readLinks(owner: string): Promise<{ links: Map<number, NetworkdLink>; seq: number }> {
     const links = new Map<number, NetworkdLink>();
     try {
-      const [text] = await this.bus.call(owner, NETWORKD_PATH, NETWORKD_MANAGER_IFACE, 'Describe');
+      const { body: [text], seq } = await this.bus.callOrdered(owner, NETWORKD_PATH, NETWORKD_MANAGER_IFACE, 'Describe');
       const parsed = JSON.parse(String(text)) as { Interfaces?: Array<Record<string, unknown>> };
       for (const entry of parsed.Interfaces ?? []) {
         const link = linkFromDescribe(entry);
         if (link) links.set(link.index, link);
       }
-      return links;
+      return { links, seq };
     } catch (error) {
       if (!(error instanceof BusCallError && error.dbusName === 'org.freedesktop.DBus.Error.UnknownMethod')) throw error;
     }
     // networkd before Manager.Describe: ListLinks + the Link properties (no .network file name)
-    const [list] = await this.bus.call(owner, NETWORKD_PATH, NETWORKD_MANAGER_IFACE, 'ListLinks');
+    const { body: [list], seq } = await this.bus.callOrdered(owner, NETWORKD_PATH, NETWORKD_MANAGER_IFACE, 'ListLinks');
     for (const [index, name, path] of (list ?? []) as Array<[number, string, string]>) {
       const [props] = await this.bus.call(owner, path, 'org.freedesktop.DBus.Properties', 'GetAll', 's', [NETWORKD_LINK_IFACE]);
       links.set(index, withLinkProperties({ index, name, type: name === 'lo' ? 'loopback' : undefined }, (props ?? {}) as Record<string, unknown>));
     }
-    return links;
+    return { links, seq };
   }
 
   /** Re-read all links (a new link appeared); single flight, re-run once if asked again meanwhile. */
@@ -101,9 +102,13 @@ export class NetworkdSource extends ManagerSourceBase {
         this.relistAgain = false;
         const owner = this.owner;
         if (!owner) return;
-        const links = await this.readLinks(owner);
+        await this.reread(async () => {
+          const { links, seq } = await this.readLinks(owner);
+          if (owner !== this.owner) return undefined;
+          this.links = links;
+          return seq;
+        });
         if (owner !== this.owner) return;
-        this.links = links;
         this.update();
       } while (this.relistAgain);
     } catch (error) {

@@ -38,15 +38,16 @@ export class NetworkManagerSource extends ManagerSourceBase {
     ];
   }
 
-  protected async dump(owner: string, stale: () => boolean): Promise<void> {
-    const [reply] = await this.bus.call(owner, NM_ROOT, 'org.freedesktop.DBus.ObjectManager', 'GetManagedObjects');
-    if (stale()) return;
+  protected async dump(owner: string, stale: () => boolean): Promise<number> {
+    const { body: [reply], seq } = await this.bus.callOrdered(owner, NM_ROOT, 'org.freedesktop.DBus.ObjectManager', 'GetManagedObjects');
+    if (stale()) return seq;
     const objects = new Map<string, Record<string, Props>>();
     for (const [path, ifaces] of Object.entries((reply ?? {}) as Record<string, Record<string, Props>>)) {
       const kept = pick(ifaces);
       if (kept) objects.set(path, kept);
     }
     this.objects = objects;
+    return seq;
   }
 
   protected clear(): void {
@@ -84,10 +85,16 @@ export class NetworkManagerSource extends ManagerSourceBase {
         const [path, names] = msg.body as [string, string[]];
         const obj = this.objects.get(path);
         if (!obj) return;
+        const before = this.currentFacts();
         const rest = { ...obj };
         for (const name of names) delete rest[name];
         if (Object.keys(rest).length === 0) this.objects.delete(path);
         else this.objects.set(path, rest);
+        // A device or active connection unexported while still up is NM shutting down
+        // (it leaves the configuration in place and re-adopts it on start), not a
+        // deactivation, which always passes through DEACTIVATING first.
+        const after = new Set(deriveNmFacts(this.objects).map((f) => f.connectionUuid));
+        this.hold(before.filter((f) => !after.has(f.connectionUuid)), `NetworkManager unexported ${path} while it was active`);
         break;
       }
       default:

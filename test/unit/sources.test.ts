@@ -179,6 +179,18 @@ class FakeBus extends EventEmitter {
   async stop(): Promise<void> {}
   async addMatch(rule: string): Promise<void> { this.matches.push(rule); }
   async nameOwner(name: string): Promise<string | undefined> { return this.owners.get(name); }
+  seq = 0;
+  /** Signals to deliver "in the same socket read" as the next reply: [before it, after it]. */
+  around?: [Array<Omit<SignalMessage, 'seq'>>, Array<Omit<SignalMessage, 'seq'>>];
+  async callOrdered(dest: string, path: string, iface: string, member: string): Promise<{ body: unknown[]; seq: number }> {
+    const around = this.around;
+    this.around = undefined;
+    for (const m of around?.[0] ?? []) this.signal(m);
+    const body = await this.call(dest, path, iface, member);
+    const seq = ++this.seq;
+    for (const m of around?.[1] ?? []) this.signal(m);
+    return { body, seq };
+  }
   async call(dest: string, _path: string, _iface: string, member: string): Promise<unknown[]> {
     this.calls.push(`${dest} ${member}`);
     if (![...this.owners.values()].includes(dest)) throw new BusCallError('Remote', 'org.freedesktop.DBus.Error.ServiceUnknown', 'gone');
@@ -186,7 +198,7 @@ class FakeBus extends EventEmitter {
     if (member === 'Describe') return [JSON.stringify(this.describe)];
     throw new BusCallError('Remote', 'org.freedesktop.DBus.Error.UnknownMethod', member);
   }
-  signal(msg: SignalMessage): void { this.emit('signal', msg); }
+  signal(msg: Omit<SignalMessage, 'seq'>): void { this.emit('signal', { ...msg, seq: ++this.seq }); }
   ownerChanged(name: string, from: string, to: string): void {
     if (to) this.owners.set(name, to); else this.owners.delete(name);
     this.signal({ sender: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'NameOwnerChanged', body: [name, from, to] });
@@ -255,6 +267,22 @@ describe('NetworkManagerSource on a fake bus', () => {
     await src.stop();
   });
 
+  test('signals dispatched while a dump is in flight: older ones dropped, newer ones applied', async () => {
+    const bus = new FakeBus();
+    bus.owners.set(NM, ':1.5');
+    bus.objects = nmManagedObjects(false, device(2, 'wan1', { State: 70 }), active(2, 'wan1', U1, { State: 1 }));
+    const change = (state: number): Omit<SignalMessage, 'seq'> =>
+      ({ sender: ':1.5', path: DEV + 2, interface: 'org.freedesktop.DBus.Properties', member: 'PropertiesChanged', body: [D, { State: state }, []] });
+    const activated = { sender: ':1.5', path: AC + 2, interface: 'org.freedesktop.DBus.Properties', member: 'PropertiesChanged', body: [A, { State: 2 }, []] };
+    // before the reply: a stale State=30 (the dump already has 70); after it: 100 + ACTIVATED
+    bus.around = [[change(30)], [change(100), activated]];
+    const src = new NetworkManagerSource({ log: quiet, bus: bus as unknown as SystemBusClient });
+    await src.start();
+    assert.deepEqual(names(src.connections()), ['wan1']);
+    assert.equal(src.mirror().get(DEV + 2)?.[D]?.State, 100);
+    await src.stop();
+  });
+
   test('no NM on the bus: empty, not present; appears later: read', async () => {
     const bus = new FakeBus();
     const src = new NetworkManagerSource({ log: quiet, bus: bus as unknown as SystemBusClient });
@@ -277,7 +305,7 @@ describe('NetworkdSource on a fake bus', () => {
     const src = new NetworkdSource({ log: quiet, bus: bus as unknown as SystemBusClient });
     await src.start();
     assert.deepEqual(names(src.connections()), ['wan1']);
-    const props = (path: string, changed: Record<string, unknown>): SignalMessage =>
+    const props = (path: string, changed: Record<string, unknown>): Omit<SignalMessage, 'seq'> =>
       ({ sender: ':1.9', path, interface: 'org.freedesktop.DBus.Properties', member: 'PropertiesChanged', body: ['org.freedesktop.network1.Link', changed, []] });
     bus.signal(props('/org/freedesktop/network1/link/_32', { OperationalState: 'off', AddressState: 'off', IPv4AddressState: 'off', IPv6AddressState: 'off' }));
     assert.deepEqual(src.connections(), []);
