@@ -211,7 +211,8 @@ export async function waitConverged(topo: Topology, d: DaemonProcess | undefined
 export async function startConverged(topo: Topology, nets: Nets = README_NETS,
   extraArgs: readonly string[] = ['--loglevel', '1'], opts: StartOptions = {}): Promise<DaemonProcess> {
   const d = DaemonProcess.start(topo.host, [...networkArgs(nets), ...extraArgs], opts);
-  await waitConverged(topo, d, nets);
+  // generous: start-up includes Node's own, and CI machines may be busy
+  await waitConverged(topo, d, nets, 20000);
   return d;
 }
 

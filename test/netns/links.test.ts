@@ -27,7 +27,7 @@ describe('interfaces and link state on the real kernel', { skip }, () => {
     topo = Topology.create();
     // wan3 is configured but does not exist yet: that is fine, it is picked up later.
     d = DaemonProcess.start(topo.host, [...networkArgs(NETS), '--loglevel', '1']);
-    await waitConverged(topo, d, NETS);
+    await waitConverged(topo, d, NETS, 20000);
   });
   after(() => {
     d?.killNow();
