@@ -1,0 +1,188 @@
+#!/bin/bash
+# Install dynmhs as a system service:  sudo npm run install-system
+#
+#   DESTDIR=/tmp/root   stage into a directory instead of / (packaging, tests)
+#   PREFIX=/usr/local   /usr for a distribution package
+#   NODE=/usr/bin/node  the Node.js (>= 20) the wrappers run
+#
+# What goes where (PREFIX=/usr/local):
+#   /usr/local/lib/dynmhs/                     daemon: dist/src, package.json, production node_modules
+#   /usr/local/sbin/dynmhs                     wrapper (ExecStart of the unit)
+#   /usr/local/bin/dynmhsctl                   wrapper
+#   /usr/local/lib/systemd/system/dynmhs.service
+#   /etc/dbus-1/system.d/no.nntb.DynMHS.conf   bus policy (/usr/share/dbus-1/system.d with PREFIX=/usr)
+#   /usr/local/share/dbus-1/system-services/no.nntb.DynMHS.service   bus activation
+#   /usr/share/polkit-1/actions/no.nntb.DynMHS.policy                polkit reads only this directory
+#   /usr/local/lib/systemd/networkd.conf.d/dynmhs.conf               networkd leaves our rules alone
+#   /etc/iproute2/rt_protos.d/dynmhs.conf      "249 dynmhs" for ip route/rule ... proto dynmhs
+#   /etc/dynmhs/dynmhs.conf                    only if there is none yet; never overwritten
+#   /usr/local/share/man/man{1,5,8}/           dynmhsctl(1), dynmhs.conf(5), dynmhs(8)
+#   /usr/local/share/bash-completion/completions/{dynmhsctl,dynmhs}
+# Every file and every directory it creates is listed in
+# PREFIX/lib/dynmhs/install-manifest; scripts/uninstall-system.sh removes exactly those.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+DESTDIR=${DESTDIR:-}
+PREFIX=${PREFIX:-/usr/local}
+SYSCONFDIR=${SYSCONFDIR:-/etc}
+NODE=${NODE:-$(command -v node || true)}
+
+case "$PREFIX" in /*) ;; *) echo "install-system: PREFIX must be an absolute path, not '$PREFIX'" >&2; exit 2 ;; esac
+case "$DESTDIR" in ""|/*) ;; *) echo "install-system: DESTDIR must be an absolute path, not '$DESTDIR'" >&2; exit 2 ;; esac
+[ -n "$NODE" ] || { echo "install-system: node not found; set NODE=/path/to/node" >&2; exit 2; }
+[ -f "$REPO/dist/src/main.js" ] && [ -f "$REPO/dist/src/cli/dynmhsctl.js" ] || {
+    echo "install-system: $REPO/dist is not built; run: npm run build" >&2; exit 2; }
+if [ -z "$DESTDIR" ] && [ "$(id -u)" != 0 ]; then
+    echo "install-system: installing into / needs root (sudo npm run install-system), or set DESTDIR" >&2; exit 2
+fi
+
+LIBDIR=$PREFIX/lib/dynmhs
+SBINDIR=$PREFIX/sbin
+BINDIR=$PREFIX/bin
+MANDIR=$PREFIX/share/man
+COMPLETIONDIR=$PREFIX/share/bash-completion/completions
+UNITDIR=${UNITDIR:-$PREFIX/lib/systemd/system}
+NETWORKD_CONFDIR=${NETWORKD_CONFDIR:-$PREFIX/lib/systemd/networkd.conf.d}
+DBUS_SERVICEDIR=${DBUS_SERVICEDIR:-$PREFIX/share/dbus-1/system-services}
+if [ "$PREFIX" = /usr ]; then DEFAULT_POLICYDIR=/usr/share/dbus-1/system.d; else DEFAULT_POLICYDIR=$SYSCONFDIR/dbus-1/system.d; fi
+DBUS_POLICYDIR=${DBUS_POLICYDIR:-$DEFAULT_POLICYDIR}
+POLKIT_ACTIONDIR=${POLKIT_ACTIONDIR:-/usr/share/polkit-1/actions}
+RT_PROTOSDIR=${RT_PROTOSDIR:-$SYSCONFDIR/iproute2/rt_protos.d}
+CONFDIR=$SYSCONFDIR/dynmhs
+MANIFEST=$LIBDIR/install-manifest
+
+if [ -e "$DESTDIR$MANIFEST" ]; then
+    echo "install-system: dynmhs is already installed here ($DESTDIR$MANIFEST); run scripts/uninstall-system.sh first" >&2
+    exit 2
+fi
+
+# ------------------------------------------------------------------ bookkeeping
+ENTRIES=()           # "d PATH" / "f PATH SHA256", paths without DESTDIR
+STAGE=$(mktemp -d "${TMPDIR:-/tmp}/dynmhs-install.XXXXXX")
+DONE=0
+rollback() {         # a failed install takes back what it already put there
+    local i entry path
+    for ((i=${#ENTRIES[@]}-1; i>=0; i--)); do
+        entry=${ENTRIES[i]}
+        case $entry in
+            "f "*) path=${entry#f }; rm -f "$DESTDIR${path% *}" ;;
+            "d "*) rmdir "$DESTDIR${entry#d }" 2>/dev/null || true ;;
+        esac
+    done
+    echo "install-system: failed; removed the ${#ENTRIES[@]} files and directories installed so far" >&2
+}
+trap 'rc=$?; [ "$DONE" = 1 ] || [ ${#ENTRIES[@]} = 0 ] || rollback; rm -rf "$STAGE"; exit $rc' EXIT
+
+mkdir_p() {          # create a directory and each missing parent; record the ones we created
+    local dir=$1 missing=() d
+    d=$dir
+    while [ ! -d "$DESTDIR$d" ]; do missing=("$d" "${missing[@]}"); d=$(dirname "$d"); done
+    for d in "${missing[@]}"; do
+        mkdir -m 0755 "$DESTDIR$d"
+        ENTRIES+=("d $d")
+    done
+}
+put() {              # put MODE SOURCE TARGET
+    local mode=$1 src=$2 dst=$3
+    mkdir_p "$(dirname "$dst")"
+    install -m "$mode" "$src" "$DESTDIR$dst"
+    ENTRIES+=("f $dst $(sha256sum < "$DESTDIR$dst" | cut -d' ' -f1)")
+}
+put_tree() {         # put_tree SOURCE_DIR TARGET_DIR: a whole tree, modes normalized to 0644/0755
+    local src=$1 dst=$2 rel
+    mkdir_p "$dst"
+    while IFS= read -r -d '' rel; do
+        [ -d "$DESTDIR$dst/$rel" ] || ENTRIES+=("d $dst/$rel")
+    done < <(cd "$src" && find . -mindepth 1 -type d -printf '%P\0' | sort -z)
+    cp -R --no-preserve=all "$src/." "$DESTDIR$dst/"
+    chmod -R u=rwX,go=rX "$DESTDIR$dst"
+    # keep the executable bit of executables (native helpers, scripts)
+    (cd "$src" && find . -type f -perm /111 -printf '%P\0') | (cd "$DESTDIR$dst" && xargs -0 -r chmod 0755)
+    while IFS= read -r line; do
+        ENTRIES+=("f $dst/${line#*  } ${line%%  *}")
+    done < <(cd "$DESTDIR$dst" && find . -type f -printf '%P\0' | sort -z | xargs -0 -r sha256sum)
+    while IFS= read -r -d '' rel; do             # symbolic links (node_modules/.bin): no checksum
+        ENTRIES+=("f $dst/$rel -")
+    done < <(cd "$DESTDIR$dst" && find . -type l -printf '%P\0' | sort -z)
+}
+
+# ------------------------------------------------------------------ the daemon and its modules
+echo "Installing dynmhs into ${DESTDIR:-/} (PREFIX=$PREFIX)"
+# production modules only: the package directories `npm ls --omit=dev` names, copied from
+# the tree we already have (no network needed; nested node_modules come with their parent)
+mapfile -t PACKAGES < <(cd "$REPO" && npm ls --omit=dev --all --parseable 2>/dev/null \
+    | sed -n "s|^$REPO/||p" | grep -E '^node_modules/(@[^/]+/)?[^/@]+$' | sort -u)
+for dep in $(cd "$REPO" && node -e 'console.log(Object.keys(require("./package.json").dependencies || {}).join(" "))'); do
+    printf '%s\n' "${PACKAGES[@]}" | grep -qx "node_modules/$dep" || {
+        echo "install-system: dependency $dep is not installed in $REPO/node_modules; run: npm ci" >&2; exit 1; }
+done
+(cd "$REPO" && cp -a --parents "${PACKAGES[@]}" "$STAGE/")
+mkdir -p "$STAGE/dist"
+cp -a "$REPO/dist/src" "$STAGE/dist/src"
+put_tree "$STAGE/dist" "$LIBDIR/dist"
+put_tree "$STAGE/node_modules" "$LIBDIR/node_modules"
+put 0644 "$REPO/package.json" "$LIBDIR/package.json"
+
+cat > "$STAGE/dynmhs" <<EOF
+#!/bin/sh
+# dynmhs daemon (installed by dynmhs's scripts/install-system.sh)
+exec $NODE $LIBDIR/dist/src/main.js "\$@"
+EOF
+cat > "$STAGE/dynmhsctl" <<EOF
+#!/bin/sh
+# dynmhsctl (installed by dynmhs's scripts/install-system.sh)
+exec $NODE $LIBDIR/dist/src/cli/dynmhsctl.js "\$@"
+EOF
+put 0755 "$STAGE/dynmhs" "$SBINDIR/dynmhs"
+put 0755 "$STAGE/dynmhsctl" "$BINDIR/dynmhsctl"
+
+# ------------------------------------------------------------------ system integration
+sed -e "s|/usr/local/sbin/dynmhs|$SBINDIR/dynmhs|g" -e "s|/etc/dynmhs/|$CONFDIR/|g" \
+    "$REPO/systemd/dynmhs.service" > "$STAGE/dynmhs.service"
+put 0644 "$STAGE/dynmhs.service" "$UNITDIR/dynmhs.service"
+put 0644 "$REPO/dbus/no.nntb.DynMHS.conf" "$DBUS_POLICYDIR/no.nntb.DynMHS.conf"
+put 0644 "$REPO/dbus/no.nntb.DynMHS.service" "$DBUS_SERVICEDIR/no.nntb.DynMHS.service"
+put 0644 "$REPO/polkit/no.nntb.DynMHS.policy" "$POLKIT_ACTIONDIR/no.nntb.DynMHS.policy"
+if [ -f "$REPO/systemd/networkd.conf.d/dynmhs.conf" ]; then
+    put 0644 "$REPO/systemd/networkd.conf.d/dynmhs.conf" "$NETWORKD_CONFDIR/dynmhs.conf"
+else
+    echo "  note: systemd/networkd.conf.d/dynmhs.conf is not in this tree; not installed"
+fi
+if [ -f "$REPO/iproute2/rt_protos.d/dynmhs.conf" ]; then
+    put 0644 "$REPO/iproute2/rt_protos.d/dynmhs.conf" "$RT_PROTOSDIR/dynmhs.conf"
+else
+    echo "  note: iproute2/rt_protos.d/dynmhs.conf is not in this tree; not installed"
+fi
+for page in dynmhs.8 dynmhsctl.1 dynmhs.conf.5; do
+    put 0644 "$REPO/man/$page" "$MANDIR/man${page##*.}/$page"
+done
+put 0644 "$REPO/completion/dynmhsctl.bash" "$COMPLETIONDIR/dynmhsctl"
+put 0644 "$REPO/completion/dynmhs.bash" "$COMPLETIONDIR/dynmhs"
+
+# the configuration: an admin's file is never replaced
+if [ -e "$DESTDIR$CONFDIR/dynmhs.conf" ]; then
+    echo "  kept the existing $CONFDIR/dynmhs.conf (the default is in $LIBDIR/dynmhs.conf.default)"
+else
+    put 0644 "$REPO/scripts/dynmhs.conf.default" "$CONFDIR/dynmhs.conf"
+fi
+put 0644 "$REPO/scripts/dynmhs.conf.default" "$LIBDIR/dynmhs.conf.default"
+
+# ------------------------------------------------------------------ manifest (itself last)
+{
+    echo "# dynmhs install manifest: DESTDIR=$DESTDIR PREFIX=$PREFIX; read by scripts/uninstall-system.sh"
+    printf '%s\n' "${ENTRIES[@]}"
+} > "$DESTDIR$MANIFEST"
+chmod 0644 "$DESTDIR$MANIFEST"
+DONE=1
+echo "Installed $(printf '%s\n' "${ENTRIES[@]}" | grep -c '^f ') files; manifest: $MANIFEST"
+
+if [ -z "$DESTDIR" ]; then
+    if [ -d /run/systemd/system ]; then
+        systemctl daemon-reload || true
+        # dbus-daemon picks up the new policy file by itself; polkitd its action file too
+        echo "Next: edit $CONFDIR/dynmhs.conf, then: systemctl enable --now dynmhs; dynmhsctl status"
+    else
+        echo "Next: edit $CONFDIR/dynmhs.conf, then start $SBINDIR/dynmhs --config $CONFDIR/dynmhs.conf"
+    fi
+fi

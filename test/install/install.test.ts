@@ -1,0 +1,146 @@
+// scripts/install-system.sh and uninstall-system.sh into throwaway DESTDIRs: the file
+// list, the manifest, the installed tree running on its own, an admin's config never
+// overwritten, and uninstall removing exactly what install put there.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, lstatSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+
+const REPO = join(__dirname, '..', '..', '..');
+const INSTALL = join(REPO, 'scripts', 'install-system.sh');
+const UNINSTALL = join(REPO, 'scripts', 'uninstall-system.sh');
+
+const skip = existsSync(join(REPO, 'dist', 'src', 'main.js')) && existsSync(join(REPO, 'dist', 'src', 'cli', 'dynmhsctl.js'))
+  ? false : 'dist/src/main.js is not built (npm run build)';
+
+function sh(script: string, env: Record<string, string>): { code: number | null; out: string } {
+  const r = spawnSync('bash', [script], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+  return { code: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
+/** Every file, symlink and directory under root, as absolute paths inside it. */
+function tree(root: string, base = ''): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(join(root, base)).sort()) {
+    const rel = `${base}/${name}`;
+    const st = lstatSync(join(root, rel));
+    if (st.isDirectory()) out.push(`${rel}/`, ...tree(root, rel));
+    else out.push(rel);
+  }
+  return out;
+}
+
+const outsideModules = (paths: string[]): string[] =>
+  paths.filter((p) => !p.includes('/lib/dynmhs/node_modules/') && !p.includes('/lib/dynmhs/dist/') && !p.endsWith('/'));
+
+describe('install-system.sh / uninstall-system.sh into a DESTDIR', { skip }, () => {
+  const dirs: string[] = [];
+  const destdir = (): string => {
+    const d = mkdtempSync('/tmp/dynmhs-install-test-');
+    dirs.push(d);
+    return d;
+  };
+  after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+
+  test('PREFIX=/usr/local: the files, the manifest, a self-contained tree; uninstall leaves nothing', () => {
+    const d = destdir();
+    const r = sh(INSTALL, { DESTDIR: d, PREFIX: '/usr/local' });
+    assert.equal(r.code, 0, r.out);
+    const files = tree(d);
+    assert.deepEqual(outsideModules(files), [
+      '/etc/dbus-1/system.d/no.nntb.DynMHS.conf',
+      '/etc/dynmhs/dynmhs.conf',
+      '/etc/iproute2/rt_protos.d/dynmhs.conf',
+      '/usr/local/bin/dynmhsctl',
+      '/usr/local/lib/dynmhs/dynmhs.conf.default',
+      '/usr/local/lib/dynmhs/install-manifest',
+      '/usr/local/lib/dynmhs/package.json',
+      '/usr/local/lib/systemd/networkd.conf.d/dynmhs.conf',
+      '/usr/local/lib/systemd/system/dynmhs.service',
+      '/usr/local/sbin/dynmhs',
+      '/usr/local/share/bash-completion/completions/dynmhs',
+      '/usr/local/share/bash-completion/completions/dynmhsctl',
+      '/usr/local/share/dbus-1/system-services/no.nntb.DynMHS.service',
+      '/usr/local/share/man/man1/dynmhsctl.1',
+      '/usr/local/share/man/man5/dynmhs.conf.5',
+      '/usr/local/share/man/man8/dynmhs.8',
+      '/usr/share/polkit-1/actions/no.nntb.DynMHS.policy',
+    ].filter((p) => !p.includes('networkd.conf.d') || existsSync(join(REPO, 'systemd', 'networkd.conf.d', 'dynmhs.conf')))
+      .filter((p) => !p.includes('rt_protos.d') || existsSync(join(REPO, 'iproute2', 'rt_protos.d', 'dynmhs.conf'))));
+    // the manifest names every file and directory that is there, and nothing else
+    const manifest = readFileSync(join(d, 'usr/local/lib/dynmhs/install-manifest'), 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
+    const listed = manifest.map((l) => (l.startsWith('d ') ? `${l.slice(2)}/` : l.slice(2).replace(/ \S+$/, ''))).sort();
+    assert.deepEqual(listed, files.filter((f) => f !== '/usr/local/lib/dynmhs/install-manifest').sort());
+    // no development modules, no tests
+    assert.ok(!files.some((f) => f.includes('/node_modules/typescript/')), 'typescript is a devDependency');
+    assert.ok(files.includes('/usr/local/lib/dynmhs/node_modules/dbus-next/'));
+    assert.ok(!files.some((f) => f.includes('/dist/test/')), 'tests are not installed');
+    // wrappers and the unit point at the installed paths
+    assert.match(readFileSync(join(d, 'usr/local/sbin/dynmhs'), 'utf8'), /^exec \S*node \/usr\/local\/lib\/dynmhs\/dist\/src\/main\.js "\$@"$/m);
+    assert.match(readFileSync(join(d, 'usr/local/bin/dynmhsctl'), 'utf8'), /^exec \S*node \/usr\/local\/lib\/dynmhs\/dist\/src\/cli\/dynmhsctl\.js "\$@"$/m);
+    assert.match(readFileSync(join(d, 'usr/local/lib/systemd/system/dynmhs.service'), 'utf8'), /^ExecStart=\/usr\/local\/sbin\/dynmhs --config \/etc\/dynmhs\/dynmhs\.conf$/m);
+    assert.equal(readFileSync(join(d, 'etc/dynmhs/dynmhs.conf'), 'utf8'), readFileSync(join(REPO, 'scripts', 'dynmhs.conf.default'), 'utf8'));
+    // the installed tree runs on its own modules
+    for (const entry of ['dist/src/cli/dynmhsctl.js', 'dist/src/main.js']) {
+      const v = spawnSync('node', [join(d, 'usr/local/lib/dynmhs', entry), '--version'], { encoding: 'utf8', cwd: '/' });
+      assert.equal(v.status, 0, `${entry} --version: ${v.stdout}${v.stderr}`);
+      assert.match(v.stdout, /\d+\.\d+\.\d+/);
+    }
+    // a second install over the first is refused
+    const again = sh(INSTALL, { DESTDIR: d, PREFIX: '/usr/local' });
+    assert.notEqual(again.code, 0);
+    assert.match(again.out, /already installed/);
+
+    const u = sh(UNINSTALL, { DESTDIR: d, PREFIX: '/usr/local' });
+    assert.equal(u.code, 0, u.out);
+    assert.deepEqual(tree(d), [], 'uninstall left files behind');
+    const u2 = sh(UNINSTALL, { DESTDIR: d, PREFIX: '/usr/local' });
+    assert.notEqual(u2.code, 0, 'nothing to uninstall is an error');
+  });
+
+  test('an existing dynmhs.conf is never overwritten nor removed; an edited installed one is kept', () => {
+    const d = destdir();
+    mkdirSync(join(d, 'etc/dynmhs'), { recursive: true });
+    mkdirSync(join(d, 'usr/share'), { recursive: true });
+    writeFileSync(join(d, 'etc/dynmhs/dynmhs.conf'), 'NETWORK=eth1:1000\n');
+    let r = sh(INSTALL, { DESTDIR: d });
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /kept the existing \/etc\/dynmhs\/dynmhs\.conf/);
+    assert.equal(readFileSync(join(d, 'etc/dynmhs/dynmhs.conf'), 'utf8'), 'NETWORK=eth1:1000\n');
+    r = sh(UNINSTALL, { DESTDIR: d });
+    assert.equal(r.code, 0, r.out);
+    assert.deepEqual(tree(d), ['/etc/', '/etc/dynmhs/', '/etc/dynmhs/dynmhs.conf', '/usr/', '/usr/share/'], 'only what was there before');
+
+    const e = destdir();
+    assert.equal(sh(INSTALL, { DESTDIR: e }).code, 0);
+    writeFileSync(join(e, 'etc/dynmhs/dynmhs.conf'), 'SOURCE=networkmanager\n');
+    r = sh(UNINSTALL, { DESTDIR: e });
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /Kept \/etc\/dynmhs\/dynmhs\.conf/);
+    assert.deepEqual(tree(e), ['/etc/', '/etc/dynmhs/', '/etc/dynmhs/dynmhs.conf']);
+  });
+
+  test('PREFIX=/usr: distribution paths', () => {
+    const d = destdir();
+    const r = sh(INSTALL, { DESTDIR: d, PREFIX: '/usr' });
+    assert.equal(r.code, 0, r.out);
+    const files = tree(d);
+    for (const f of ['/usr/share/dbus-1/system.d/no.nntb.DynMHS.conf', '/usr/lib/systemd/system/dynmhs.service', '/usr/sbin/dynmhs',
+      '/usr/bin/dynmhsctl', '/usr/share/dbus-1/system-services/no.nntb.DynMHS.service', '/usr/share/man/man8/dynmhs.8']) {
+      assert.ok(files.includes(f), `${f} missing`);
+    }
+    assert.match(readFileSync(join(d, 'usr/lib/systemd/system/dynmhs.service'), 'utf8'), /^ExecStart=\/usr\/sbin\/dynmhs /m);
+    assert.equal(sh(UNINSTALL, { DESTDIR: d, PREFIX: '/usr' }).code, 0);
+    assert.deepEqual(tree(d), []);
+  });
+
+  test('bad PREFIX or DESTDIR are refused before anything is written', () => {
+    const d = destdir();
+    for (const env of [{ DESTDIR: d, PREFIX: "usr" }, { DESTDIR: "relative/dir", PREFIX: "/usr/local" }]) {
+      const r = sh(INSTALL, env);
+      assert.equal(r.code, 2, r.out);
+    }
+    assert.deepEqual(tree(d), []);
+  });
+});
