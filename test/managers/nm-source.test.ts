@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { Testbed, skipReason, waitFor, sleep } from './harness';
 import { NetworkManagerSource } from '../../src/sources/networkmanager';
 import type { ConnectionFact } from '../../src/sources/types';
-import { recordingLog, SignalRecorder, summary } from './util';
+import { percentile, recordingLog, SignalRecorder, summary } from './util';
 
 const skip = skipReason();
 
@@ -103,35 +103,36 @@ describe('NetworkManagerSource on real NetworkManager', { skip, timeout: 150_000
     const up: number[] = [];
     const down: number[] = [];
     let present = false;
-    const events: Array<{ at: number; present: boolean }> = [];
+    let changedAt = 0;
     const onChanged = (): void => {
       const now = source.connections().some((f) => f.connectionUuid === uuid);
-      if (now !== present) events.push({ at: performance.now(), present: now });
+      if (now !== present) changedAt = performance.now();
       present = now;
     };
     source.on('changed', onChanged);
+    // The signal recorder has its own bus connection: wait until it has this cycle's signal too.
+    const stateSignal = (state: number, mark: number): Promise<{ at: number }> =>
+      waitFor(`NM StateChanged ${state}`, () => rec.signals.slice(mark).find((s) => s.body[0] === state), 5_000);
     try {
       for (let i = 0; i < 20; i++) {
+        let mark = rec.signals.length;
         await tb.nmcli('-w', '30', 'con', 'up', 'lat1');
         await waitFor('lat1 reported', () => present, 5_000);
-        const activated = rec.signals.filter((s) => s.body[0] === 2).at(-1);
-        const appeared = events.filter((e) => e.present).at(-1);
-        assert.ok(activated && appeared);
-        up.push(appeared.at - activated.at);
+        up.push(changedAt - (await stateSignal(2, mark)).at);
+        mark = rec.signals.length;
         await tb.nmcli('con', 'down', 'lat1');
         await waitFor('lat1 gone', () => !present, 5_000);
-        const deactivating = rec.signals.filter((s) => s.body[0] === 3).at(-1);
-        const gone = events.filter((e) => !e.present).at(-1);
-        assert.ok(deactivating && gone);
-        down.push(gone.at - deactivating.at);
+        down.push(changedAt - (await stateSignal(3, mark)).at);
       }
     } finally {
       source.off('changed', onChanged);
       await rec.close();
     }
+    // Negative: the source reports the connection in IP_CONFIG/IP_CHECK once NM has put the
+    // DHCP address on it, a few ms before NM signals ACTIVATED.
     const lines = [summary('NM ACTIVATED signal -> source changed', up), summary('NM DEACTIVATING signal -> source changed', down)];
     for (const l of lines) t.diagnostic(l);
     process.stdout.write(`# ${lines.join('\n# ')}\n`);
-    assert.ok(up.every((ms) => ms < 100), `every activation seen within 100 ms: ${up.map((n) => n.toFixed(1)).join(' ')}`);
+    assert.ok(percentile(up, 50) < 20 && percentile(down, 50) < 20, lines.join('; '));
   });
 });
