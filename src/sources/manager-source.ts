@@ -29,7 +29,10 @@ export interface ManagerSourceOptions {
   readonly graceMs?: number;
 }
 
-/** A ConnectionSource that also says whether its manager is on the bus (or in its grace period). */
+/**
+ * A ConnectionSource that also says whether its manager is on the bus (or in its grace
+ * period); 'changed' is emitted when either connections() or present() changes.
+ */
 export interface ManagerSource extends ConnectionSource {
   /** The manager's bus name is owned, or its last facts are held in the grace period. */
   present(): boolean;
@@ -58,6 +61,7 @@ export abstract class ManagerSourceBase extends EventEmitter implements ManagerS
   /** Held because the manager left: the grace ends early once it is back and settled. */
   private awaitingReturn = false;
   private snapshot: readonly ConnectionFact[] = [];
+  private wasPresent = false;
   /** Signals from the owner that arrived while a dump was in flight. */
   private buffered?: SignalMessage[];
   private readonly onSignal = (msg: SignalMessage): void => this.signal(msg);
@@ -148,8 +152,10 @@ export abstract class ManagerSourceBase extends EventEmitter implements ManagerS
 
   private publish(): void {
     const next = this.held.length === 0 ? this.current : mergeHeld(this.held, this.current);
-    if (sameFacts(next, this.snapshot)) return;
+    const present = this.present();
+    if (sameFacts(next, this.snapshot) && present === this.wasPresent) return;
     this.snapshot = next;
+    this.wasPresent = present;
     this.emit('changed');
   }
 

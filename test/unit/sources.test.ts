@@ -219,6 +219,8 @@ describe('NetworkManagerSource on a fake bus', () => {
     let changes = 0;
     src.on('changed', () => changes++);
     await src.start();
+    assert.equal(changes, 1, 'present() became true');
+    changes = 0;
     assert.deepEqual(src.connections(), []);
     assert.ok(bus.matches.some((m) => m.includes("arg0='org.freedesktop.NetworkManager.Device'")));
     const [acPath, ac] = active(2, 'wan1', U1);
@@ -314,5 +316,23 @@ describe('NetworkdSource on a fake bus', () => {
     await new Promise((r) => setTimeout(r, 20));
     assert.deepEqual(src.connections().map((f) => f.connectionUuid), ['networkd:10-wan1.network:wan1', 'networkd:70-wan7.network:wan7']);
     await src.stop();
+  });
+});
+
+describe('createConnectionNetworks', () => {
+  test('an unusable state directory is a typed error at start; static mode needs none', async () => {
+    const { createConnectionNetworks } = await import('../../src/sources/connections');
+    const { StateDirectoryError } = await import('../../src/sources/tables');
+    const base = {
+      networks: [], logLevel: 2 as const, logColor: false, include: [], exclude: [], tableRange: { first: 1000, last: 1009 },
+      stateDirectory: '/proc/version/dynmhs', tableIdleSeconds: 60, dbus: false,
+    };
+    const bad = createConnectionNetworks({ ...base, source: 'networkmanager' }, quiet, { busAddress: 'unix:path=/nonexistent/bus', tableInUse: () => false });
+    await assert.rejects(bad.start(), StateDirectoryError);
+    const none = createConnectionNetworks({ ...base, source: 'static' }, quiet, { tableInUse: () => false });
+    await none.start();
+    assert.equal(none.activeSource(), 'static');
+    assert.deepEqual(none.networks(), []);
+    await none.stop();
   });
 });
