@@ -295,7 +295,8 @@ export class Testbed {
   async addresses(ns: string, dev: string, family: 4 | 6): Promise<string[]> {
     const { stdout } = await run('ip', ['-n', ns, '-j', `-${family}`, 'addr', 'show', 'dev', dev, 'scope', 'global']);
     const parsed = JSON.parse(stdout || '[]') as Array<{ addr_info?: Array<{ local: string }> }>;
-    return parsed.flatMap((l) => (l.addr_info ?? []).map((a) => a.local));
+    // iproute2 prints filtered-out addresses as empty objects: skip those
+    return parsed.flatMap((l) => (l.addr_info ?? []).map((a) => a.local).filter((a): a is string => typeof a === "string" && a !== ""));
   }
 
   // ---------------------------------------------------------------- NetworkManager

@@ -1,0 +1,238 @@
+// End to end: the real daemon (dist/src/main.js) with --source networkmanager|networkd on a
+// private bus, in the manager's network namespace, against real NetworkManager / networkd.
+// Needs root: namespaces, managers, and the daemon changes rules and routes (only inside
+// the test's own namespaces).
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Testbed, skipReason, waitFor, run } from './harness';
+import { percentile, SignalRecorder, summary } from './util';
+
+const skip = skipReason();
+const MAIN = resolve(__dirname, '../../src/main.js');
+
+interface KernelRule { src?: string; table?: string | number; priority?: number }
+
+async function rules(ns: string): Promise<Array<{ src: string; table: string; priority: number }>> {
+  const out: Array<{ src: string; table: string; priority: number }> = [];
+  for (const family of ['-4', '-6']) {
+    const { stdout } = await run('ip', ['-n', ns, '-j', family, 'rule', 'show']);
+    for (const r of JSON.parse(stdout || '[]') as KernelRule[]) {
+      if (r.src !== undefined) out.push({ src: r.src, table: String(r.table), priority: r.priority ?? -1 });
+    }
+  }
+  return out;
+}
+
+async function defaultRoutes(ns: string, table: number): Promise<string[]> {
+  const v4 = (await run('ip', ['-n', ns, '-4', 'route', 'show', 'table', String(table), 'default'])).stdout.trim();
+  const v6 = (await run('ip', ['-n', ns, '-6', 'route', 'show', 'table', String(table), 'default'])).stdout.trim();
+  return [v4, v6].filter((s) => s !== '');
+}
+
+/** The daemon as a child process; its log lines are collected. */
+class DaemonProcess {
+  readonly lines: string[] = [];
+  private exited: Promise<number | null>;
+  constructor(readonly child: ChildProcess) {
+    const collect = (d: Buffer): void => { for (const l of d.toString().split('\n')) if (l) this.lines.push(l); };
+    child.stdout!.on('data', collect);
+    child.stderr!.on('data', collect);
+    this.exited = new Promise((r) => child.once('exit', (code) => r(code)));
+  }
+  static start(tb: Testbed, ns: string, bus: string, args: string[]): DaemonProcess {
+    return new DaemonProcess(tb.spawnHelper('dynmhs', 'ip', ['netns', 'exec', ns, 'env', `DBUS_SYSTEM_BUS_ADDRESS=${bus}`, process.execPath, MAIN, ...args]));
+  }
+  async ready(): Promise<void> {
+    await waitFor('dynmhs running', () => this.lines.some((l) => /dynmhs running/.test(l)), 20_000);
+  }
+  /** SIGTERM to this PID; resolves with the exit code. */
+  async stop(): Promise<number | null> {
+    if (this.child.exitCode === null && this.child.pid) process.kill(this.child.pid, 'SIGTERM');
+    return this.exited;
+  }
+}
+
+describe('dynmhs daemon with --source networkmanager (real NetworkManager)', { skip, timeout: 170_000 }, () => {
+  let tb: Testbed;
+  let daemon: DaemonProcess;
+  let state: string;
+  const ns = (): string => tb.ns.nm;
+
+  before(async () => {
+    tb = await Testbed.create({ nm: true });
+    state = mkdtempSync(join(tmpdir(), 'dynmhs-state-'));
+    await tb.startNetworkManager();
+    await tb.addNmProfiles();
+    daemon = DaemonProcess.start(tb, ns(), tb.nmBus, ['--source', 'networkmanager', '--state-directory', state, '--no-dbus', '--loglevel', '1', '--logcolor', 'off']);
+    await daemon.ready();
+  });
+
+  after(async () => {
+    await daemon?.stop();
+    await tb?.destroy();
+    if (state) rmSync(state, { recursive: true, force: true });
+  });
+
+  const expectRules = async (dev: string, table: number): Promise<string[]> => {
+    const addrs = [...await tb.addresses(ns(), dev, 4), ...await tb.addresses(ns(), dev, 6)];
+    assert.ok(addrs.length >= 2, `${dev} has a DHCPv4 and a SLAAC address: ${addrs.join(' ')}`);
+    let last: unknown;
+    await waitFor(`rules for ${dev} -> ${table}`, async () => {
+      const r = await rules(ns());
+      last = r;
+      return addrs.every((a) => r.some((x) => x.src === a && x.table === String(table) && x.priority === table));
+    }, 10_000).catch((e: Error) => { throw new Error(`${e.message}; addresses ${addrs.join(' ')}; rules ${JSON.stringify(last)}; daemon: ${daemon.lines.slice(-15).join(' | ')}`); });
+    await waitFor(`default routes in table ${table}`, async () => (await defaultRoutes(ns(), table)).length === 2, 10_000);
+    return addrs;
+  };
+
+  let wan1Addrs: string[] = [];
+  let wan2Addrs: string[] = [];
+
+  test('nmcli con up wan1: rules from its DHCP and SLAAC addresses lookup an allocated table with both default routes', async () => {
+    await tb.nmcli('-w', '60', 'con', 'up', 'wan1');
+    wan1Addrs = await expectRules('wan1', 10000);
+    const routes = await defaultRoutes(ns(), 10000);
+    assert.match(routes[0]!, /^default via 10\.101\.0\.1 dev wan1/);
+    assert.match(routes[1]!, /^default via fe80::\S+ dev wan1/);
+  });
+
+  test('nmcli con up wan2: its own table', async () => {
+    await tb.nmcli('-w', '60', 'con', 'up', 'wan2');
+    wan2Addrs = await expectRules('wan2', 10001);
+    await expectRules('wan1', 10000);
+  });
+
+  test('nmcli con down wan1: its rules and routes go, wan2\'s stay', async () => {
+    await tb.nmcli('con', 'down', 'wan1');
+    await waitFor('wan1 rules gone', async () => !(await rules(ns())).some((r) => r.table === '10000'), 10_000);
+    assert.deepEqual(await defaultRoutes(ns(), 10000), []);
+    const r = await rules(ns());
+    assert.ok(wan2Addrs.every((a) => r.some((x) => x.src === a && x.table === '10001')));
+    assert.ok(!r.some((x) => wan1Addrs.includes(x.src)));
+  });
+
+  test('reconnecting wan1 gets table 10000 again (stable per connection)', async () => {
+    await tb.nmcli('-w', '60', 'con', 'up', 'wan1');
+    await expectRules('wan1', 10000);
+  });
+
+  test('latency: NM ACTIVATED signal -> rule and default route in the kernel (IPv4-only profile, 20 cycles)', async (t) => {
+    await tb.nmcli('con', 'down', 'wan1');
+    await tb.nmcli('con', 'add', 'type', 'ethernet', 'ifname', 'wan1', 'con-name', 'lat1', 'autoconnect', 'no', 'ipv4.method', 'auto', 'ipv6.method', 'disabled');
+    const rec = await SignalRecorder.open(tb.nmBus, ["type='signal',sender='org.freedesktop.NetworkManager',interface='org.freedesktop.NetworkManager.Connection.Active',member='StateChanged'"]);
+    // `ip monitor` streams the kernel's rule and route notifications as they happen
+    const mon = tb.spawnHelper('ip-monitor', 'ip', ['-n', ns(), 'monitor', 'rule', 'route']);
+    const seen: Array<{ at: number; line: string }> = [];
+    mon.stdout!.on('data', (d: Buffer) => { const at = performance.now(); for (const line of d.toString().split('\n')) if (line) seen.push({ at, line }); });
+    await new Promise((r) => setTimeout(r, 200));
+    const samples: number[] = [];
+    try {
+      for (let i = 0; i < 20; i++) {
+        const mark = rec.signals.length;
+        const from = seen.length;
+        await tb.nmcli('-w', '30', 'con', 'up', 'lat1');
+        const [addr] = await waitFor('lat1 address', () => tb.addresses(ns(), 'wan1', 4).then((a) => (a.length ? a : undefined)), 5_000);
+        const rule = await waitFor('rule event', () => seen.slice(from).find((s) => !s.line.startsWith('Deleted') && s.line.includes(`from ${addr} lookup`)), 5_000);
+        const route = await waitFor('route event', () => seen.slice(from).find((s) => !s.line.startsWith('Deleted') && /^default via 10\.101\.0\.1 dev wan1 table \d+/.test(s.line)), 5_000);
+        const activated = await waitFor('ACTIVATED', () => rec.signals.slice(mark).find((s) => s.body[0] === 2), 5_000);
+        samples.push(Math.max(rule.at, route.at) - activated.at);
+        await tb.nmcli('con', 'down', 'lat1');
+        await waitFor('rule removed', async () => !(await rules(ns())).some((r) => r.src === addr), 5_000);
+      }
+    } finally {
+      await rec.close();
+      if (mon.pid) process.kill(mon.pid, 'SIGTERM');
+    }
+    const line = summary('NM ACTIVATED signal -> rule + table default route in the kernel', samples);
+    t.diagnostic(line);
+    process.stdout.write(`# ${line}\n`);
+    assert.ok(percentile(samples, 50) < 20, line);
+  });
+
+  test('SIGTERM: the daemon removes its rules and exits 0', async () => {
+    await tb.nmcli('-w', '60', 'con', 'up', 'wan1');
+    await expectRules('wan1', 10000);
+    assert.equal(await daemon.stop(), 0);
+    const r = await rules(ns());
+    assert.ok(!r.some((x) => x.table === '10000' || x.table === '10001'), JSON.stringify(r));
+  });
+});
+
+describe('dynmhs daemon with --source networkd (real systemd-networkd)', { skip, timeout: 120_000 }, () => {
+  let tb: Testbed;
+  let daemon: DaemonProcess | undefined;
+  let state: string;
+  const ns = (): string => tb.ns.nd;
+
+  before(async () => {
+    tb = await Testbed.create({ nm: false, networkd: true });
+    state = mkdtempSync(join(tmpdir(), 'dynmhs-state-'));
+  });
+
+  after(async () => {
+    await daemon?.stop();
+    await tb?.destroy();
+    if (state) rmSync(state, { recursive: true, force: true });
+  });
+
+  async function allRulesPresent(): Promise<Map<string, string>> {
+    const want = new Map<string, string>();
+    for (const dev of ['wan1', 'wan2']) for (const a of [...await tb.addresses(ns(), dev, 4), ...await tb.addresses(ns(), dev, 6)]) want.set(a, dev);
+    const r = await rules(ns());
+    const tables = new Map<string, string>();
+    for (const [a, dev] of want) {
+      const hit = r.find((x) => x.src === a && Number(x.table) >= 10000);
+      if (!hit) return new Map();
+      tables.set(a, `${dev}:${hit.table}`);
+    }
+    return want.size >= 4 ? tables : new Map();
+  }
+
+  async function reconfigureWatchingRules(): Promise<string[]> {
+    const mon = tb.spawnHelper('ip-monitor', 'ip', ['-n', ns(), 'monitor', 'rule']);
+    const lines: string[] = [];
+    mon.stdout!.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter((l) => l)));
+    await new Promise((r) => setTimeout(r, 200));
+    await tb.networkctl('reconfigure', 'wan1');
+    await tb.networkdWaitOnline();
+    await waitFor('all rules back', async () => (await allRulesPresent()).size >= 4, 15_000);
+    await new Promise((r) => setTimeout(r, 300));
+    if (mon.pid) process.kill(mon.pid, 'SIGTERM');
+    return lines;
+  }
+
+  test('networkd with default ManageForeignRoutingPolicyRules=yes: reconfigure deletes our rules, the daemon restores them', async (t) => {
+    await tb.startNetworkd();
+    await tb.networkdWaitOnline();
+    daemon = DaemonProcess.start(tb, ns(), tb.ndBus, ['--source', 'networkd', '--state-directory', state, '--no-dbus', '--loglevel', '1', '--logcolor', 'off']);
+    await daemon.ready();
+    const before = await waitFor('rules for wan1 and wan2', () => allRulesPresent().then((m) => (m.size >= 4 ? m : undefined)), 20_000);
+    const wan2 = [...before].filter(([, v]) => v.startsWith('wan2:')).map(([a]) => a);
+    const lines = await reconfigureWatchingRules();
+    const deleted = lines.filter((l) => l.startsWith('Deleted') && wan2.some((a) => l.includes(`from ${a} lookup`)));
+    assert.ok(deleted.length > 0, `networkd deleted wan2's rules on reconfiguring wan1: ${lines.join(' | ')}`);
+    assert.deepEqual(await allRulesPresent(), before, 'all rules restored, same tables');
+    const warnings = daemon.lines.filter((l) => /\[warning\]/.test(l));
+    t.diagnostic(`daemon warnings: ${warnings.join(' | ')}`);
+  });
+
+  test('with the shipped drop-in (ManageForeign*=no): reconfiguring wan1 leaves wan2\'s rules alone', async () => {
+    await daemon?.stop();
+    daemon = undefined;
+    await tb.stopNetworkd();
+    await tb.startNetworkd({ manageForeignRoutingPolicyRules: false, manageForeignRoutes: false });
+    await tb.networkdWaitOnline();
+    daemon = DaemonProcess.start(tb, ns(), tb.ndBus, ['--source', 'networkd', '--state-directory', state, '--no-dbus', '--loglevel', '1', '--logcolor', 'off']);
+    await daemon.ready();
+    const before = await waitFor('rules for wan1 and wan2', () => allRulesPresent().then((m) => (m.size >= 4 ? m : undefined)), 20_000);
+    const wan2 = [...before].filter(([, v]) => v.startsWith('wan2:')).map(([a]) => a);
+    const lines = await reconfigureWatchingRules();
+    assert.deepEqual(lines.filter((l) => l.startsWith('Deleted') && wan2.some((a) => l.includes(`from ${a} lookup`))), []);
+    assert.deepEqual(await allRulesPresent(), before);
+  });
+});
