@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Testbed, skipReason, waitFor, run } from './harness';
 import { percentile, SignalRecorder, summary } from './util';
+import { linkPath, networkdManaged, withLinkProperties, type NetworkdLink } from '../../src/sources/networkd-facts';
 
 const skip = skipReason();
 const MAIN = resolve(__dirname, '../../src/main.js');
@@ -234,5 +235,43 @@ describe('dynmhs daemon with --source networkd (real systemd-networkd)', { skip,
     const lines = await reconfigureWatchingRules();
     assert.deepEqual(lines.filter((l) => l.startsWith('Deleted') && wan2.some((a) => l.includes(`from ${a} lookup`))), []);
     assert.deepEqual(await allRulesPresent(), before);
+  });
+
+  test('latency: networkd signal that makes wan1 managed -> rule and default route in the kernel (20 down/up cycles)', async (t) => {
+    const index = Number((await tb.ip(ns(), '-j', 'link', 'show', 'wan1')).stdout.match(/"ifindex":(\d+)/)![1]);
+    const rec = await SignalRecorder.open(tb.ndBus, [`type='signal',sender='org.freedesktop.network1',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',path='${linkPath(index)}'`]);
+    const mon = tb.spawnHelper('ip-monitor', 'ip', ['-n', ns(), 'monitor', 'rule', 'route']);
+    const seen: Array<{ at: number; line: string }> = [];
+    mon.stdout!.on('data', (d: Buffer) => { const at = performance.now(); for (const line of d.toString().split('\n')) if (line) seen.push({ at, line }); });
+    await new Promise((r) => setTimeout(r, 200));
+    const samples: number[] = [];
+    try {
+      for (let i = 0; i < 20; i++) {
+        await tb.networkctl('down', 'wan1');
+        await waitFor('wan1 rules gone', async () => (await rules(ns())).filter((r) => Number(r.table) >= 10000).length <= 2, 5_000);
+        const mark = rec.signals.length;
+        const from = seen.length;
+        await tb.networkctl('up', 'wan1');
+        const [addr] = await waitFor('wan1 address', () => tb.addresses(ns(), 'wan1', 4).then((a) => (a.length ? a : undefined)), 10_000);
+        const rule = await waitFor('rule event', () => seen.slice(from).find((s) => !s.line.startsWith('Deleted') && s.line.includes(`from ${addr} lookup`)), 10_000);
+        const route = await waitFor('route event', () => seen.slice(from).find((s) => !s.line.startsWith('Deleted') && /^default via 10\.101\.0\.1 dev wan1 .*table \d+/.test(s.line)), 10_000);
+        const managed = await waitFor('networkd signal', () => {
+          let link: NetworkdLink = { index, name: 'wan1', administrativeState: 'configured', operationalState: 'off', addressState: 'off', ipv4AddressState: 'off', ipv6AddressState: 'off' };
+          for (const s of rec.signals.slice(mark)) {
+            link = withLinkProperties(link, s.body[1] as Record<string, unknown>);
+            if (networkdManaged(link)) return s;
+          }
+          return undefined;
+        }, 5_000);
+        samples.push(Math.max(rule.at, route.at) - managed.at);
+      }
+    } finally {
+      await rec.close();
+      if (mon.pid) process.kill(mon.pid, 'SIGTERM');
+    }
+    const line = summary('networkd link-managed signal -> rule + table default route in the kernel', samples);
+    t.diagnostic(line);
+    process.stdout.write(`# ${line}\n`);
+    assert.ok(percentile(samples, 50) < 20, line);
   });
 });
