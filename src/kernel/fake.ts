@@ -16,6 +16,23 @@ export class FakeKernel extends EventEmitter implements Kernel {
   async start(): Promise<void> { this.started = true; }
   async stop(): Promise<void> { this.started = false; }
 
+  private foreignDeletions = new Set<string>();
+  takeForeignDeletions(): ReadonlySet<string> {
+    const taken = this.foreignDeletions;
+    this.foreignDeletions = new Set();
+    return taken;
+  }
+
+  resyncing = false;
+  isResyncing(): boolean { return this.resyncing; }
+
+  /** As after ENOBUFS: the kernel adapter re-read everything. */
+  finishResync(): void {
+    this.resyncing = false;
+    this.emit('resynced');
+    this.emit('changed');
+  }
+
   observed(): Observed {
     return this.state.snapshot();
   }
@@ -44,9 +61,15 @@ export class FakeKernel extends EventEmitter implements Kernel {
   removeAddress(address: Address): void { this.event({ kind: 'address', removed: true, address }); }
   addRoute(route: Route): void { this.event({ kind: 'route', removed: false, replace: false, route }); }
   replaceRoute(route: Route): void { this.event({ kind: 'route', removed: false, replace: true, route }); }
-  deleteRoute(route: Route): void { this.event({ kind: 'route', removed: true, replace: false, route }); }
+  deleteRoute(route: Route): void {
+    this.foreignDeletions.add(`route ${routeKey(route)}`);
+    this.event({ kind: 'route', removed: true, replace: false, route });
+  }
   addRule(rule: Rule): void { this.event({ kind: 'rule', removed: false, rule }); }
-  deleteRule(rule: Rule): void { this.event({ kind: 'rule', removed: true, rule }); }
+  deleteRule(rule: Rule): void {
+    this.foreignDeletions.add(`rule ${ruleKey(rule)}`);
+    this.event({ kind: 'rule', removed: true, rule });
+  }
 
   hasRoute(route: Route): boolean {
     const key = routeKey(route);

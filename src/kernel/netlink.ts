@@ -1,7 +1,9 @@
-// The real kernel over rtnetlink (the `netlink` package). Two sockets: a monitor
-// socket that joins the multicast groups and runs the dumps (events and dump replies
-// share one ordered stream), and a command socket for changes (commands.ts), so that
-// the replies to thousands of requests never crowd out events.
+// The real kernel over rtnetlink (the `netlink` package). Three sockets: a monitor
+// socket that only joins the multicast groups, a dump socket (the package cannot tell
+// a multipart dump reply from events interleaved with it on one socket), and a command
+// socket for changes (commands.ts), so that the replies to thousands of requests never
+// crowd out events. Events of a kind being dumped are held and replayed on top of the
+// dump, so the result is never older than what was seen.
 import { EventEmitter } from 'node:events';
 import {
   AttrStream, createNetlink, FlagsGet, FlagsNew, Protocol, rt,
@@ -13,11 +15,15 @@ import { describeOperation } from '../describe';
 import { ObservedCache, type CacheEvent, type CacheKind } from './cache';
 import { CommandSocket, type Request } from './commands';
 import { parseAddress, parseLink, parseRoute, parseRule, routeRequest, ruleRequest } from './codec';
+import { routeKey, ruleKey } from '../keys';
 import type { Kernel } from './types';
 
 const NLM_F_REPLACE = 0x100;
 const RECEIVE_BUFFER = 4 * 1024 * 1024;
-const GROUPS = ['LINK', 'IPV4_IFADDR', 'IPV6_IFADDR', 'IPV4_ROUTE', 'IPV6_ROUTE', 'IPV4_RULE', 'IPV6_RULE'] as const;
+const DUMP_TIMEOUT_MS = 30_000;
+const RESYNC_RETRY_MS = 1_000;
+const QUIET_AFTER_OVERFLOW_MS = 250;
+const GROUPS = ['LINK', 'IPV4_IFADDR', 'IPV6_IFADDR', 'IPV4_ROUTE', 'IPV6_ROUTE', 'IPV4_RULE', 'IPV6_RULE', 'NEXTHOP'] as const;
 const DUMP_ORDER: readonly CacheKind[] = ['links', 'addresses', 'routes', 'rules'];
 
 const T = rt.MessageType;
@@ -56,6 +62,7 @@ function kindOf(event: CacheEvent): CacheKind {
 
 export class RtnetlinkKernel extends EventEmitter implements Kernel {
   private monitor?: NetlinkSocket;
+  private dumper?: NetlinkSocket;
   private command?: CommandSocket;
   private readonly cache = new ObservedCache();
   /** Kinds being dumped right now: their events wait, then replay on top of the dump. */
@@ -64,6 +71,12 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
   private changeScheduled = false;
   private routeRedumpScheduled = false;
   private stopped = false;
+  private resyncsRunning = 0;
+  private fullResyncQueued = false;
+  private overflowed = false;
+  private quietTimer?: NodeJS.Timeout;
+  private readonly ownDeletions = new Map<string, number>();
+  private foreignDeletions = new Set<string>();
 
   constructor(private readonly log: Logger) {
     super();
@@ -72,6 +85,7 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
   async start(): Promise<void> {
     const monitor = createNetlink(Protocol.ROUTE, { recvBufferSize: RECEIVE_BUFFER, sendBufferSize: RECEIVE_BUFFER, ref: true });
     this.monitor = monitor;
+    this.dumper = createNetlink(Protocol.ROUTE, { recvBufferSize: RECEIVE_BUFFER, sendBufferSize: RECEIVE_BUFFER });
     this.command = new CommandSocket(RECEIVE_BUFFER, (error) => this.log.warning(`Netlink command socket: ${error.message}`));
     for (const group of GROUPS) monitor.socket.addMembership(rt.MulticastGroups[group]);
     monitor.on('message', (messages) => this.onEvents(messages));
@@ -81,8 +95,10 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.quietTimer !== undefined) clearTimeout(this.quietTimer);
     await this.dumpChain.catch(() => undefined);
     this.monitor?.close();
+    this.dumper?.close();
     this.command?.close();
   }
 
@@ -90,42 +106,86 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
     return this.cache.snapshot();
   }
 
+  takeForeignDeletions(): ReadonlySet<string> {
+    const taken = this.foreignDeletions;
+    this.foreignDeletions = new Set();
+    return taken;
+  }
+
+  isResyncing(): boolean {
+    return this.resyncsRunning > 0;
+  }
+
   async apply(operations: readonly Operation[]): Promise<OperationResult[]> {
     if (operations.length === 0) return [];
+    // Our own deletions come back as events, possibly before their acknowledgements:
+    // expect them before sending, so they are never mistaken for another program's.
+    for (const op of operations) if (isDelete(op)) this.expectOwnDeletion(objectKey(op), 1);
     const outcomes = await this.command!.run(operations.map(toRequest));
     return operations.map((op, i) => {
       const code = outcomes[i];
-      const adding = op.kind === 'add-route' || op.kind === 'add-rule' || op.kind === 'replace-route';
+      const adding = !isDelete(op);
       const ok = code === undefined || (adding ? code === 'EEXIST' : code === 'ENOENT' || code === 'ESRCH');
       if (ok) this.cache.applyOperation(op);
       else this.log.debug(`Kernel refused: ${describeOperation(op)}: ${code}`);
+      // Nothing was deleted, so no event will come.
+      if (isDelete(op) && code !== undefined) this.expectOwnDeletion(objectKey(op), -1);
       return ok ? { ok } : { ok, code };
     });
   }
 
+  private expectOwnDeletion(key: string, delta: number): void {
+    const count = (this.ownDeletions.get(key) ?? 0) + delta;
+    if (count > 0) this.ownDeletions.set(key, count); else this.ownDeletions.delete(key);
+  }
+
   /** Dumps the given kinds again, one dump at a time (overlapping dumps fail with EBUSY). */
   resync(kinds: readonly CacheKind[]): Promise<void> {
+    // Stale from the moment we know events were lost, not only once the dump starts.
+    this.resyncsRunning++;
     const run = async (): Promise<void> => {
-      for (const kind of kinds) {
-        if (this.stopped) return;
-        this.held.set(kind, []);
-        try {
-          const events = await this.dump(kind);
-          this.cache.replaceAll(kind, events);
-        } finally {
-          const waiting = this.held.get(kind) ?? [];
-          this.held.delete(kind);
-          for (const event of waiting) this.cache.apply(event);
-        }
+      try {
+        // After an overflow the kernel drops further events silently until the queue
+        // is read empty: dump only once the monitor socket has been drained (its read
+        // loop runs in the next poll phase), or the dump would predate those losses.
+        await new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)));
+        await this.dumpKinds(kinds);
+      } finally {
+        this.resyncsRunning--;
+        this.emit('resynced');
+        this.scheduleChanged();
       }
-      this.scheduleChanged();
     };
     this.dumpChain = this.dumpChain.catch(() => undefined).then(run);
     return this.dumpChain;
   }
 
+  private async dumpKinds(kinds: readonly CacheKind[]): Promise<void> {
+    if (kinds === DUMP_ORDER) this.fullResyncQueued = false;
+    for (const kind of kinds) {
+      if (this.stopped) return;
+      this.held.set(kind, []);
+      try {
+        const events = await this.dump(kind);
+        this.cache.replaceAll(kind, events);
+      } finally {
+        const waiting = this.held.get(kind) ?? [];
+        this.held.delete(kind);
+        for (const event of waiting) this.cache.apply(event);
+      }
+    }
+  }
+
+  /** Re-reads, and if that fails, tries again a second later until it works. */
+  private resyncUntilDone(kinds: readonly CacheKind[]): void {
+    this.resync(kinds).catch((error: Error) => {
+      if (this.stopped) return;
+      this.log.error(`Re-reading ${kinds.join(', ')} from the kernel failed: ${error.message}; trying again in ${RESYNC_RETRY_MS / 1000} s`);
+      setTimeout(() => this.resyncUntilDone(kinds), RESYNC_RETRY_MS);
+    });
+  }
+
   private async dump(kind: CacheKind): Promise<CacheEvent[]> {
-    const monitor = this.monitor!;
     const stream = new AttrStream();
     let type: number;
     switch (kind) {
@@ -134,7 +194,7 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
       case 'routes': rt.formatRouteMessage({ kind: 'route', data: {}, attrs: {} }, stream); type = T.GETROUTE; break;
       case 'rules': rt.formatRuleMessage({ kind: 'rule', data: {}, attrs: {} }, stream); type = T.GETRULE; break;
     }
-    const [messages] = await monitor.request(type, stream.bufs, { flags: FlagsGet.DUMP });
+    const [messages] = await this.dumper!.request(type, stream.bufs, { flags: FlagsGet.DUMP, timeout: DUMP_TIMEOUT_MS });
     const events: CacheEvent[] = [];
     for (const message of messages) {
       const event = toCacheEvent(message);
@@ -143,8 +203,23 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
     return events;
   }
 
+  private armQuietTimer(): void {
+    if (this.quietTimer !== undefined) this.quietTimer.refresh();
+    else this.quietTimer = setTimeout(() => {
+      this.quietTimer = undefined;
+      if (!this.overflowed || this.stopped) return;
+      this.overflowed = false;
+      this.log.info('Events are quiet again after the overflow: re-reading the kernel state once more');
+      this.resyncUntilDone(DUMP_ORDER);
+    }, QUIET_AFTER_OVERFLOW_MS);
+  }
+
   private onEvents(messages: NetlinkMessage[]): void {
+    if (this.overflowed) this.armQuietTimer();
     for (const message of messages) {
+      // Deleting a nexthop object deletes the routes that use it, without RTM_DELROUTE.
+      if (message.type === T.DELNEXTHOP) { this.scheduleRouteRedump(); continue; }
+      if (message.type === T.NEWNEXTHOP) continue;
       let event: CacheEvent | undefined;
       try {
         event = toCacheEvent(message);
@@ -153,11 +228,22 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
         continue;
       }
       if (event === undefined) continue;
+      if ((event.kind === 'route' || event.kind === 'rule') && event.removed) this.noteDeletion(event);
       const held = this.held.get(kindOf(event));
       if (held !== undefined) { held.push(event); continue; }
       if (this.cache.apply(event)) this.scheduleChanged();
       if (this.flushesRoutesSilently(event)) this.scheduleRouteRedump();
     }
+  }
+
+  private noteDeletion(event: CacheEvent & { kind: 'route' | 'rule' }): void {
+    const key = event.kind === 'route' ? `route ${routeKey(event.route)}` : `rule ${ruleKey(event.rule)}`;
+    const own = this.ownDeletions.get(key) ?? 0;
+    if (own > 0) {
+      if (own === 1) this.ownDeletions.delete(key); else this.ownDeletions.set(key, own - 1);
+      return;
+    }
+    this.foreignDeletions.add(key);
   }
 
   /** The kernel drops routes without telling when a link goes down or loses its last IPv4 address. */
@@ -171,16 +257,25 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
     this.routeRedumpScheduled = true;
     setImmediate(() => {
       this.routeRedumpScheduled = false;
-      void this.resync(['routes']).catch((error: Error) => this.log.warning(`Re-reading routes failed: ${error.message}`));
+      this.resyncUntilDone(['routes']);
     });
   }
 
   private onMonitorError(error: Error & { code?: string }): void {
     if (this.stopped) return;
     if (error.code === 'ENOBUFS') {
+      // Echoes of our own deletions may be among the lost events.
+      this.ownDeletions.clear();
       // Events were lost: the cache may be wrong now. Read everything again.
       this.log.warning('Netlink receive buffer overflowed (ENOBUFS): events were lost, re-reading links, addresses, routes and rules');
-      void this.resync(DUMP_ORDER).catch((e: Error) => this.log.error(`Re-reading kernel state failed: ${e.message}`));
+      // While the queue stays congested the kernel drops further events without saying
+      // so again. Re-read now for a quick approximation, and once more when the events
+      // have gone quiet: that dump is the authoritative one.
+      this.overflowed = true;
+      this.armQuietTimer();
+      if (this.fullResyncQueued) return;
+      this.fullResyncQueued = true;
+      this.resyncUntilDone(DUMP_ORDER);
       return;
     }
     this.log.error(`Netlink monitor socket: ${error.message}`);
@@ -194,6 +289,14 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
       this.emit('changed');
     });
   }
+}
+
+function isDelete(op: Operation): boolean {
+  return op.kind === 'delete-route' || op.kind === 'delete-rule';
+}
+
+function objectKey(op: Operation): string {
+  return op.kind === 'add-rule' || op.kind === 'delete-rule' ? `rule ${ruleKey(op.rule)}` : `route ${routeKey(op.route)}`;
 }
 
 function toRequest(op: Operation): Request {

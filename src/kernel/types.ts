@@ -11,6 +11,13 @@ export interface Kernel extends EventEmitter {
   stop(): Promise<void>;
   observed(): Observed;
   /**
+   * Keys ("route K"/"rule K", keys.ts) of objects the kernel reported deleted since the
+   * last call, other than by our own delete operations. Clears the set.
+   */
+  takeForeignDeletions(): ReadonlySet<string>;
+  /** True while a re-dump runs: the observed state may be stale then, so no pass should act on it. */
+  isResyncing(): boolean;
+  /**
    * Applies the operations in order of kinds as given, several in flight at once.
    * Adding what exists and deleting what is gone count as success. Never rejects:
    * each operation gets its own result.

@@ -57,6 +57,9 @@ export class Reconciler {
 
   constructor(private readonly options: ReconcilerOptions) {
     this.clock = options.clock ?? systemClock;
+    // After a re-dump (events were lost), what is missing was not necessarily deleted by
+    // anyone: start the restore accounting afresh rather than throttle honest re-adds.
+    options.kernel.on('resynced', () => this.installed.clear());
   }
 
   /** Something changed: run a pass soon (on the next tick, coalesced). */
@@ -145,6 +148,8 @@ export class Reconciler {
   private async pass(): Promise<void> {
     const { kernel, log } = this.options;
     const computeStart = performance.now();
+    // A re-dump is under way: the cache may be stale. It says 'changed' when done.
+    if (kernel.isResyncing()) return;
     const observed = kernel.observed();
     const networks = this.options.networks();
     const { desired, plans } = derive(observed, networks);
@@ -152,12 +157,15 @@ export class Reconciler {
     const plan = diff(desired, observed, (table) => tableNames.get(table));
     this.reportForeign(plan, observed);
 
+    const deletedByOthers = kernel.takeForeignDeletions();
     const now = this.clock.now();
     const operations: Operation[] = [];
     let heldBackMs = 0;
     for (const op of plan.operations) {
       const key = opKey(op);
-      if ((op.kind === 'add-route' || op.kind === 'add-rule') && this.installed.has(key)) {
+      // A restore: ours, in place after an earlier pass, and the kernel reported someone
+      // else deleting it (not a flush, not a lost event, not our own delete's echo).
+      if ((op.kind === 'add-route' || op.kind === 'add-rule') && this.installed.has(key) && deletedByOthers.has(key)) {
         const wait = this.restores.take(key, now);
         if (wait > 0) { heldBackMs = heldBackMs === 0 ? wait : Math.min(heldBackMs, wait); continue; }
         this.warnRestore(op, this.restores.count(key));
