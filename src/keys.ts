@@ -1,5 +1,5 @@
 // Identities of kernel objects, as the kernel itself tells two objects apart.
-import type { Route, Rule } from './model';
+import type { Operation, Route, Rule } from './model';
 
 /**
  * IPv4 knows one route per (table, prefix, tos, metric). IPv6 keeps several routes
@@ -62,4 +62,18 @@ function sameNextHops(a: Route, b: Route): boolean {
     const other = b.nexthops![i];
     return hop.oif === other.oif && hop.gateway === other.gateway && hop.weight === other.weight;
   });
+}
+
+/** One namespace for routes and rules together ("route …"/"rule …"), as the loop tracks both. */
+export function routeObjectKey(route: Route): string {
+  return `route ${routeKey(route)}`;
+}
+
+export function ruleObjectKey(rule: Rule): string {
+  return `rule ${ruleKey(rule)}`;
+}
+
+/** The object an operation acts on. */
+export function operationKey(op: Operation): string {
+  return op.kind === 'add-rule' || op.kind === 'delete-rule' ? ruleObjectKey(op.rule) : routeObjectKey(op.route);
 }

@@ -15,7 +15,7 @@ import { describeOperation } from '../describe';
 import { ObservedCache, type CacheEvent, type CacheKind } from './cache';
 import { CommandSocket, type Request } from './commands';
 import { parseAddress, parseLink, parseRoute, parseRule, routeRequest, ruleRequest } from './codec';
-import { routeKey, ruleKey } from '../keys';
+import { operationKey, routeObjectKey, ruleObjectKey } from '../keys';
 import type { Kernel } from './types';
 
 const NLM_F_REPLACE = 0x100;
@@ -120,7 +120,7 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
     if (operations.length === 0) return [];
     // Our own deletions come back as events, possibly before their acknowledgements:
     // expect them before sending, so they are never mistaken for another program's.
-    for (const op of operations) if (isDelete(op)) this.expectOwnDeletion(objectKey(op), 1);
+    for (const op of operations) if (isDelete(op)) this.expectOwnDeletion(operationKey(op), 1);
     const outcomes = await this.command!.run(operations.map(toRequest));
     return operations.map((op, i) => {
       const code = outcomes[i];
@@ -129,7 +129,7 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
       if (ok) this.cache.applyOperation(op);
       else this.log.debug(`Kernel refused: ${describeOperation(op)}: ${code}`);
       // Nothing was deleted, so no event will come.
-      if (isDelete(op) && code !== undefined) this.expectOwnDeletion(objectKey(op), -1);
+      if (isDelete(op) && code !== undefined) this.expectOwnDeletion(operationKey(op), -1);
       return ok ? { ok } : { ok, code };
     });
   }
@@ -237,7 +237,7 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
   }
 
   private noteDeletion(event: CacheEvent & { kind: 'route' | 'rule' }): void {
-    const key = event.kind === 'route' ? `route ${routeKey(event.route)}` : `rule ${ruleKey(event.rule)}`;
+    const key = event.kind === 'route' ? routeObjectKey(event.route) : ruleObjectKey(event.rule);
     const own = this.ownDeletions.get(key) ?? 0;
     if (own > 0) {
       if (own === 1) this.ownDeletions.delete(key); else this.ownDeletions.set(key, own - 1);
@@ -293,10 +293,6 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
 
 function isDelete(op: Operation): boolean {
   return op.kind === 'delete-route' || op.kind === 'delete-rule';
-}
-
-function objectKey(op: Operation): string {
-  return op.kind === 'add-rule' || op.kind === 'delete-rule' ? `rule ${ruleKey(op.rule)}` : `route ${routeKey(op.route)}`;
 }
 
 function toRequest(op: Operation): Request {

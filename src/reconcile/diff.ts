@@ -1,5 +1,5 @@
 // The minimal change from what the kernel has to what dynmhs wants. Pure.
-import { routeKey, ruleKey, ruleSelectorKey, sameRouteContent } from '../keys';
+import { routeKey, routeObjectKey, ruleKey, ruleObjectKey, ruleSelectorKey, sameRouteContent } from '../keys';
 import { DYNMHS_PROTOCOL, type Desired, type Observed, type Operation, type Route, type Rule } from '../model';
 
 /** Tables no daemon of ours may ever own entries in, whatever protocol they carry. */
@@ -47,7 +47,7 @@ export function diff(desired: Desired, observed: Observed, network: (table: numb
     if (present === undefined) routeAdds.push({ kind: 'add-route', route, network: name });
     else if (!ownsRoute(present)) conflicts.push({ wanted: route, present });
     else if (!sameRouteContent(present, route)) routeAdds.push({ kind: 'replace-route', route, network: name });
-    else inPlace.add(`route ${key}`);
+    else inPlace.add(routeObjectKey(route));
   }
   // A gateway must be reachable when its route is added: device routes go first.
   routeAdds.sort((a, b) => gatewayRank(a) - gatewayRank(b));
@@ -60,7 +60,7 @@ export function diff(desired: Desired, observed: Observed, network: (table: numb
     desiredRuleKeys.add(key);
     managedTables.add(rule.table);
     if (!observedRuleKeys.has(key)) ruleAdds.push({ kind: 'add-rule', rule, network: network(rule.table) });
-    else inPlace.add(`rule ${key}`);
+    else inPlace.add(ruleObjectKey(rule));
   }
 
   const ruleDeletes: Operation[] = [];

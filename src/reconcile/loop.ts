@@ -2,7 +2,7 @@
 // derives the desired state from a snapshot, diffs it against the kernel and applies
 // the difference. Passes coalesce on the next tick.
 import { describeOperation, describeRule, describeRoute } from '../describe';
-import { routeKey, ruleKey } from '../keys';
+import { operationKey, routeKey, ruleKey } from '../keys';
 import type { Logger } from '../log';
 import type { ManagedNetwork, Observed, Operation, OperationResult } from '../model';
 import type { Kernel } from '../kernel/types';
@@ -31,10 +31,6 @@ export interface ReconcilerOptions {
   readonly clock?: Clock;
   /** Called after every pass, with what it did. */
   readonly onPass?: (result: PassResult) => void;
-}
-
-function opKey(op: Operation): string {
-  return op.kind === 'add-rule' || op.kind === 'delete-rule' ? `rule ${ruleKey(op.rule)}` : `route ${routeKey(op.route)}`;
 }
 
 export class Reconciler {
@@ -162,7 +158,7 @@ export class Reconciler {
     const operations: Operation[] = [];
     let heldBackMs = 0;
     for (const op of plan.operations) {
-      const key = opKey(op);
+      const key = operationKey(op);
       // A restore: ours, in place after an earlier pass, and the kernel reported someone
       // else deleting it (not a flush, not a lost event, not our own delete's echo).
       if ((op.kind === 'add-route' || op.kind === 'add-rule') && this.installed.has(key) && deletedByOthers.has(key)) {
@@ -201,7 +197,7 @@ export class Reconciler {
     const installedNow = new Set(plan.inPlace);
     results.forEach((result, i) => {
       const op = operations[i];
-      if (result.ok && (op.kind === 'add-route' || op.kind === 'add-rule' || op.kind === 'replace-route')) installedNow.add(opKey(op));
+      if (result.ok && (op.kind === 'add-route' || op.kind === 'add-rule' || op.kind === 'replace-route')) installedNow.add(operationKey(op));
     });
     this.installed = installedNow;
 
