@@ -2,32 +2,51 @@
 import type { Family } from './model';
 
 export function addressToText(bytes: Uint8Array): string {
-  if (bytes.length === 4) return Array.from(bytes).join('.');
-  if (bytes.length !== 16) throw new RangeError(`address of ${bytes.length} bytes`);
-  const words: number[] = [];
-  for (let i = 0; i < 16; i += 2) words.push((bytes[i] << 8) | bytes[i + 1]);
+  if (bytes.length !== 4 && bytes.length !== 16) throw new RangeError(`address of ${bytes.length} bytes`);
+  return readAddress(bytes, 0, bytes.length);
+}
+
+/** The text of the 4- or 16-byte address at `offset`. */
+export function readAddress(bytes: Uint8Array, offset: number, size: 4 | 16 | number): string {
+  if (size === 4) return `${bytes[offset]}.${bytes[offset + 1]}.${bytes[offset + 2]}.${bytes[offset + 3]}`;
   // RFC 5952: the longest run (>= 2) of zero words becomes "::", the first one on a tie.
   let bestStart = -1;
   let bestLength = 1;
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) { i++; continue; }
+  for (let i = 0; i < 8;) {
+    if (word(bytes, offset, i) !== 0) { i++; continue; }
     let j = i;
-    while (j < 8 && words[j] === 0) j++;
+    while (j < 8 && word(bytes, offset, j) === 0) j++;
     if (j - i > bestLength) { bestStart = i; bestLength = j - i; }
     i = j;
   }
-  const hex = (ws: number[]): string => ws.map((w) => w.toString(16)).join(':');
-  if (bestStart < 0) return hex(words);
-  return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLength))}`;
+  let text = '';
+  for (let i = 0; i < 8; i++) {
+    if (i === bestStart) { text += '::'; i += bestLength - 1; continue; }
+    if (text !== '' && !text.endsWith(':')) text += ':';
+    text += word(bytes, offset, i).toString(16);
+  }
+  return text;
+}
+
+function word(bytes: Uint8Array, offset: number, i: number): number {
+  return (bytes[offset + 2 * i] << 8) | bytes[offset + 2 * i + 1];
 }
 
 export function textToAddress(text: string): Buffer {
+  const out = Buffer.alloc(text.includes(':') ? 16 : 4);
+  writeAddress(text, out, 0);
+  return out;
+}
+
+/** Writes the address in `text` at `offset` (4 bytes for IPv4, 16 for IPv6); throws a RangeError if it is none. */
+export function writeAddress(text: string, out: Uint8Array, offset: number): void {
   if (!text.includes(':')) {
     const parts = text.split('.');
     if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
       throw new RangeError(`not an IPv4 address: ${text}`);
     }
-    return Buffer.from(parts.map(Number));
+    for (let i = 0; i < 4; i++) out[offset + i] = Number(parts[i]);
+    return;
   }
   const halves = text.split('::');
   if (halves.length > 2) throw new RangeError(`not an IPv6 address: ${text}`);
@@ -42,9 +61,10 @@ export function textToAddress(text: string): Buffer {
     throw new RangeError(`not an IPv6 address: ${text}`);
   }
   const all = [...head, ...new Array<number>(halves.length === 2 ? fill : 0).fill(0), ...tail];
-  const out = Buffer.alloc(16);
-  all.forEach((w, i) => out.writeUInt16BE(w, i * 2));
-  return out;
+  for (let i = 0; i < 8; i++) {
+    out[offset + 2 * i] = all[i] >> 8;
+    out[offset + 2 * i + 1] = all[i] & 0xff;
+  }
 }
 
 export function familyOf(text: string): Family {
@@ -58,8 +78,8 @@ export function anyAddress(family: Family): string {
 /** Addresses that never get a rule: IPv4 link-local 169.254/16, IPv6 link-local fe80::/10. */
 export function isLinkLocal(family: Family, text: string): boolean {
   if (family === 4) return text.startsWith('169.254.');
-  const first = textToAddress(text);
-  return first[0] === 0xfe && (first[1] & 0xc0) === 0x80;
+  // fe80::/10; canonical text has no leading zeros, so a first word of four digits fe8x..febx.
+  return /^fe[89ab][0-9a-f]:/i.test(text);
 }
 
 export function prefixText(family: Family, dst: string, length: number): string {

@@ -1,192 +1,447 @@
-// rtnetlink messages <-> model values. The only place that knows the `netlink`
-// package's message shapes; everything above it sees plain model values.
-import { rt } from 'netlink';
-import { addressToText, anyAddress, textToAddress } from '../address';
-import type { Address, Family, Link, NextHop, Route, RouteType, Rule } from '../model';
+// rtnetlink wire format <-> model values, read and written in place. The daemon reads
+// every route event twice over (the kernel's and the echo of its own copy) and writes
+// one request per copy, so a generic attribute codec that allocates an object and a
+// Buffer per attribute dominated the CPU of a 10,000-route burst; this one allocates
+// only the values it returns. Layouts: linux/netlink.h, rtnetlink.h, if_addr.h,
+// if_link.h, fib_rules.h.
+import { getSystemErrorName } from 'node:util';
+import { anyAddress, readAddress, writeAddress } from '../address';
+import type { Address, Family, Link, NextHop, Operation, Route, RouteType, Rule } from '../model';
+import type { CacheEvent, CacheKind } from './cache';
+
+export const NLMSG_ERROR = 2;
+export const NLMSG_DONE = 3;
+export const NLM_F_REQUEST = 0x1;
+export const NLM_F_MULTI = 0x2;
+export const NLM_F_ACK = 0x4;
+export const NLM_F_DUMP_INTR = 0x10;
+const NLM_F_DUMP = 0x300;
+const NLM_F_REPLACE = 0x100;
+const NLM_F_EXCL = 0x200;
+const NLM_F_CREATE = 0x400;
+export const HEADER_LENGTH = 16;
+
+export const RTM = {
+  NEWLINK: 16, DELLINK: 17, GETLINK: 18,
+  NEWADDR: 20, DELADDR: 21, GETADDR: 22,
+  NEWROUTE: 24, DELROUTE: 25, GETROUTE: 26,
+  NEWRULE: 32, DELRULE: 33, GETRULE: 34,
+  NEWNEXTHOP: 104, DELNEXTHOP: 105,
+} as const;
+
+/** rtnetlink multicast groups (RTNLGRP_*) the monitor joins. */
+export const GROUPS = { LINK: 1, IPV4_IFADDR: 5, IPV4_ROUTE: 7, IPV4_RULE: 8, IPV6_IFADDR: 9, IPV6_ROUTE: 11, IPV6_RULE: 19, NEXTHOP: 32 } as const;
 
 const AF_INET = 2;
 const AF_INET6 = 10;
+const IFF_UP = 0x1;
+const IFF_LOOPBACK = 0x8;
+const IFF_POINTOPOINT = 0x10;
+const IFLA_IFNAME = 3;
+const IFA_ADDRESS = 1;
+const IFA_LOCAL = 2;
+const RTA_DST = 1;
+const RTA_SRC = 2;
+const RTA_OIF = 4;
 const RTA_GATEWAY = 5;
+const RTA_PRIORITY = 6;
+const RTA_PREFSRC = 7;
+const RTA_MULTIPATH = 9;
+const RTA_TABLE = 15;
+const RTA_NH_ID = 30;
+const RTM_F_CLONED = 0x200;
 const RTNH_F_ONLINK = 4;
-const SUPPRESS_PREFIXLEN_NONE = 0xffffffff;
-
-export function familyOfAf(af: number | undefined): Family | undefined {
-  return af === AF_INET ? 4 : af === AF_INET6 ? 6 : undefined;
-}
-
-export function afOf(family: Family): number {
-  return family === 4 ? AF_INET : AF_INET6;
-}
-
-function enumValue<E extends Record<string, string | number>>(values: E, value: unknown): number {
-  if (typeof value === 'number') return value;
-  if (typeof value === 'string' && typeof values[value] === 'number') return values[value] as number;
-  return 0;
-}
+const RT_TABLE_COMPAT = 252;
+const FRA_DST = 1;
+const FRA_SRC = 2;
+const FRA_IIFNAME = 3;
+const FRA_GOTO = 4;
+const FRA_PRIORITY = 6;
+const FRA_FWMARK = 10;
+const FRA_TUN_ID = 12;
+const FRA_SUPPRESS_IFGROUP = 13;
+const FRA_SUPPRESS_PREFIXLEN = 14;
+const FRA_TABLE = 15;
+const FRA_FWMASK = 16;
+const FRA_OIFNAME = 17;
+const FRA_L3MDEV = 19;
+const FRA_UID_RANGE = 20;
+const FRA_PROTOCOL = 21;
+const FRA_IP_PROTO = 22;
+const FRA_SPORT_RANGE = 23;
+const FRA_DPORT_RANGE = 24;
+const FIB_RULE_INVERT = 0x2;
+const FR_ACT_TO_TBL = 1;
+const SUPPRESS_NONE = 0xffffffff;
+const NLA_TYPE_MASK = 0x3fff;
 
 const ROUTE_TYPES: readonly RouteType[] = [
   'unspec', 'unicast', 'local', 'broadcast', 'anycast', 'multicast',
   'blackhole', 'unreachable', 'prohibit', 'throw', 'nat', 'xresolve',
 ];
 
-export function parseLink(message: rt.LinkMessage): Link | undefined {
-  const { data, attrs } = message;
-  if (data.index === undefined || attrs.ifname === undefined) return undefined;
-  return {
-    index: data.index,
-    name: attrs.ifname,
-    up: data.flags?.up === true,
-    loopback: data.flags?.loopback === true,
-    pointToPoint: data.flags?.pointopoint === true,
-  };
+export function familyOfAf(af: number): Family | undefined {
+  return af === AF_INET ? 4 : af === AF_INET6 ? 6 : undefined;
 }
 
-export function parseAddress(message: rt.AddressMessage): Address | undefined {
-  const { data, attrs } = message;
-  const family = familyOfAf(data.family);
-  // On point-to-point links IFA_ADDRESS is the peer; IFA_LOCAL is ours.
-  const local = attrs.local ?? attrs.address;
-  if (family === undefined || local === undefined || data.index === undefined) return undefined;
-  return {
-    index: data.index,
-    family,
-    local: addressToText(local),
-    prefixLength: data.prefixlen ?? 0,
-    scope: data.scope ?? 0,
-  };
+function afOf(family: Family): number {
+  return family === 4 ? AF_INET : AF_INET6;
 }
 
-function parseMultipath(family: Family, buffer: Buffer): NextHop[] {
-  const hops: NextHop[] = [];
+const align4 = (n: number): number => (n + 3) & ~3;
+
+/** Calls `visit` for each message in a datagram; `start`..`end` is its payload. */
+export function forEachMessage(
+  data: Buffer,
+  visit: (type: number, flags: number, seq: number, start: number, end: number) => void,
+): void {
   let offset = 0;
-  while (offset + 8 <= buffer.length) {
-    const length = buffer.readUInt16LE(offset);
-    if (length < 8) break;
-    const hopCount = buffer.readUInt8(offset + 3);
-    const oif = buffer.readInt32LE(offset + 4);
-    let gateway: string | undefined;
-    for (let a = offset + 8; a + 4 <= offset + length; ) {
-      const attrLength = buffer.readUInt16LE(a);
-      const attrType = buffer.readUInt16LE(a + 2) & 0x3fff;
-      if (attrLength < 4) break;
-      if (attrType === RTA_GATEWAY && attrLength - 4 === (family === 4 ? 4 : 16)) {
-        gateway = addressToText(buffer.subarray(a + 4, a + attrLength));
+  while (offset + HEADER_LENGTH <= data.length) {
+    const length = data.readUInt32LE(offset);
+    if (length < HEADER_LENGTH || offset + length > data.length) return;
+    visit(data.readUInt16LE(offset + 4), data.readUInt16LE(offset + 6), data.readUInt32LE(offset + 8), offset + HEADER_LENGTH, offset + length);
+    offset += align4(length);
+  }
+}
+
+/**
+ * Offsets of the attributes of interest between `start` and `end`, by type; -1 where
+ * absent. The value of attribute t starts at `at[t]` and is `size[t]` bytes long.
+ */
+class Attributes {
+  readonly at: Int32Array;
+  readonly size: Int32Array;
+  constructor(count: number) {
+    this.at = new Int32Array(count);
+    this.size = new Int32Array(count);
+  }
+  read(data: Buffer, start: number, end: number): this {
+    this.at.fill(-1);
+    let offset = start;
+    while (offset + 4 <= end) {
+      const length = data.readUInt16LE(offset);
+      if (length < 4 || offset + length > end) break;
+      const type = data.readUInt16LE(offset + 2) & NLA_TYPE_MASK;
+      if (type < this.at.length) {
+        this.at[type] = offset + 4;
+        this.size[type] = length - 4;
       }
-      a += (attrLength + 3) & ~3;
+      offset += align4(length);
     }
-    hops.push({ oif, gateway, weight: hopCount + 1 });
-    offset += (length + 3) & ~3;
+    return this;
+  }
+  has(type: number): boolean {
+    return this.at[type] >= 0;
+  }
+  u32(data: Buffer, type: number, fallback: number): number {
+    return this.at[type] >= 0 && this.size[type] >= 4 ? data.readUInt32LE(this.at[type]) : fallback;
+  }
+  address(data: Buffer, type: number): string | undefined {
+    const size = this.size[type];
+    return this.at[type] >= 0 && (size === 4 || size === 16) ? readAddress(data, this.at[type], size) : undefined;
+  }
+}
+
+// One scratch table per message kind: decoding is synchronous and never re-entrant.
+const linkAttrs = new Attributes(IFLA_IFNAME + 1);
+const addressAttrs = new Attributes(IFA_LOCAL + 1);
+const routeAttrs = new Attributes(RTA_NH_ID + 1);
+const ruleAttrs = new Attributes(FRA_DPORT_RANGE + 1);
+
+function decodeLink(data: Buffer, start: number, end: number): Link | undefined {
+  if (end - start < 16) return undefined;
+  const attrs = linkAttrs.read(data, start + 16, end);
+  if (!attrs.has(IFLA_IFNAME)) return undefined;
+  const nameStart = attrs.at[IFLA_IFNAME];
+  let nameEnd = nameStart;
+  while (nameEnd < nameStart + attrs.size[IFLA_IFNAME] && data[nameEnd] !== 0) nameEnd++;
+  const flags = data.readUInt32LE(start + 8);
+  return {
+    index: data.readInt32LE(start + 4),
+    name: data.toString('utf8', nameStart, nameEnd),
+    up: (flags & IFF_UP) !== 0,
+    loopback: (flags & IFF_LOOPBACK) !== 0,
+    pointToPoint: (flags & IFF_POINTOPOINT) !== 0,
+  };
+}
+
+function decodeAddress(data: Buffer, start: number, end: number): Address | undefined {
+  if (end - start < 8) return undefined;
+  const family = familyOfAf(data[start]);
+  if (family === undefined) return undefined;
+  const attrs = addressAttrs.read(data, start + 8, end);
+  // On point-to-point links IFA_ADDRESS is the peer; IFA_LOCAL is ours.
+  const local = attrs.address(data, IFA_LOCAL) ?? attrs.address(data, IFA_ADDRESS);
+  if (local === undefined) return undefined;
+  return { index: data.readUInt32LE(start + 4), family, local, prefixLength: data[start + 1], scope: data[start + 3] };
+}
+
+function decodeMultipath(data: Buffer, start: number, end: number): NextHop[] {
+  const hops: NextHop[] = [];
+  let offset = start;
+  while (offset + 8 <= end) {
+    const length = data.readUInt16LE(offset);
+    if (length < 8 || offset + length > end) break;
+    let gateway: string | undefined;
+    for (let a = offset + 8; a + 4 <= offset + length;) {
+      const attrLength = data.readUInt16LE(a);
+      if (attrLength < 4) break;
+      const size = attrLength - 4;
+      if ((data.readUInt16LE(a + 2) & NLA_TYPE_MASK) === RTA_GATEWAY && (size === 4 || size === 16)) gateway = readAddress(data, a + 4, size);
+      a += align4(attrLength);
+    }
+    hops.push({ oif: data.readInt32LE(offset + 4), gateway, weight: data[offset + 3] + 1 });
+    offset += align4(length);
   }
   return hops;
 }
 
-function formatMultipath(hops: readonly NextHop[]): Buffer {
-  const parts = hops.map((hop) => {
-    const gateway = hop.gateway === undefined ? undefined : textToAddress(hop.gateway);
-    const attrLength = gateway === undefined ? 0 : 4 + gateway.length;
-    const part = Buffer.alloc(8 + ((attrLength + 3) & ~3));
-    part.writeUInt16LE(8 + attrLength, 0);
-    part.writeUInt8(0, 2);
-    part.writeUInt8(Math.max(0, hop.weight - 1), 3);
-    part.writeInt32LE(hop.oif, 4);
-    if (gateway !== undefined) {
-      part.writeUInt16LE(attrLength, 8);
-      part.writeUInt16LE(RTA_GATEWAY, 10);
-      gateway.copy(part, 12);
-    }
-    return part;
-  });
-  return Buffer.concat(parts);
-}
-
-export function parseRoute(message: rt.RouteMessage): Route | undefined {
-  const { data, attrs } = message;
-  const family = familyOfAf(data.family);
+function decodeRoute(data: Buffer, start: number, end: number): Route | undefined {
+  if (end - start < 12) return undefined;
+  const family = familyOfAf(data[start]);
+  const flags = data.readUInt32LE(start + 8);
   // Cloned entries are the route cache, not routes anyone configured.
-  if (family === undefined || data.flags?.cloned) return undefined;
-  const flags = data.flags?.__unknown ?? 0;
+  if (family === undefined || (flags & RTM_F_CLONED) !== 0) return undefined;
+  const attrs = routeAttrs.read(data, start + 12, end);
+  const srcLength = data[start + 2];
   return {
     family,
-    table: attrs.table ?? data.table ?? 0,
-    dst: attrs.dst ? addressToText(attrs.dst) : anyAddress(family),
-    dstLength: data.dstLen ?? 0,
-    tos: data.tos ?? 0,
-    metric: attrs.priority ?? 0,
-    protocol: enumValue(rt.RouteProtocol, data.protocol),
-    scope: enumValue(rt.RouteScope, data.scope),
-    type: ROUTE_TYPES[enumValue(rt.RouteType, data.type)] ?? 'unspec',
-    oif: attrs.oif,
-    gateway: attrs.gateway ? addressToText(attrs.gateway) : undefined,
-    prefsrc: attrs.prefsrc ? addressToText(attrs.prefsrc) : undefined,
-    nexthops: attrs.multipath ? parseMultipath(family, attrs.multipath) : undefined,
-    nhid: attrs.nhId && attrs.nhId.length >= 4 ? attrs.nhId.readUInt32LE(0) : undefined,
+    table: attrs.u32(data, RTA_TABLE, data[start + 4]),
+    dst: attrs.address(data, RTA_DST) ?? anyAddress(family),
+    dstLength: data[start + 1],
+    tos: data[start + 3],
+    metric: attrs.u32(data, RTA_PRIORITY, 0),
+    protocol: data[start + 5],
+    scope: data[start + 6],
+    type: ROUTE_TYPES[data[start + 7]] ?? 'unspec',
+    oif: attrs.has(RTA_OIF) ? data.readInt32LE(attrs.at[RTA_OIF]) : undefined,
+    gateway: attrs.address(data, RTA_GATEWAY),
+    prefsrc: attrs.address(data, RTA_PREFSRC),
+    nexthops: attrs.has(RTA_MULTIPATH) ? decodeMultipath(data, attrs.at[RTA_MULTIPATH], attrs.at[RTA_MULTIPATH] + attrs.size[RTA_MULTIPATH]) : undefined,
+    nhid: attrs.has(RTA_NH_ID) ? attrs.u32(data, RTA_NH_ID, 0) : undefined,
     onlink: (flags & RTNH_F_ONLINK) !== 0,
-    src: attrs.src ? addressToText(attrs.src) : undefined,
-    srcLength: data.srcLen ?? 0,
+    src: attrs.address(data, RTA_SRC),
+    srcLength,
   };
 }
 
-export function parseRule(message: rt.RuleMessage): Rule | undefined {
-  const { data, attrs } = message;
-  const family = familyOfAf(data.family);
+function decodeRule(data: Buffer, start: number, end: number): Rule | undefined {
+  if (end - start < 12) return undefined;
+  const family = familyOfAf(data[start]);
   if (family === undefined) return undefined;
-  const action = enumValue(rt.RuleAction, data.action);
-  const plain = action === rt.RuleAction.toTbl
-    && (data.dstLen ?? 0) === 0 && (data.tos ?? 0) === 0 && !data.flags?.invert
-    && attrs.dst === undefined && attrs.iifname === undefined && attrs.oifname === undefined
-    && attrs.goto === undefined && !attrs.fwmark && !attrs.fwmask && attrs.uidRange === undefined
-    && attrs.ipProto === undefined && attrs.sportRange === undefined && attrs.dportRange === undefined
-    && !attrs.l3Mdev && attrs.tunId === undefined && attrs.suppressIfgroup === undefined
-    && (attrs.suppressPrefixlen === undefined || attrs.suppressPrefixlen.readUInt32LE(0) === SUPPRESS_PREFIXLEN_NONE);
+  const attrs = ruleAttrs.read(data, start + 12, end);
+  const nonZero = (type: number): boolean => attrs.u32(data, type, 0) !== 0;
+  const plain = data[start + 7] === FR_ACT_TO_TBL
+    && data[start + 1] === 0 && data[start + 3] === 0 && (data.readUInt32LE(start + 8) & FIB_RULE_INVERT) === 0
+    && !attrs.has(FRA_DST) && !attrs.has(FRA_IIFNAME) && !attrs.has(FRA_OIFNAME) && !attrs.has(FRA_GOTO)
+    && !nonZero(FRA_FWMARK) && !nonZero(FRA_FWMASK) && !attrs.has(FRA_UID_RANGE) && !attrs.has(FRA_IP_PROTO)
+    && !attrs.has(FRA_SPORT_RANGE) && !attrs.has(FRA_DPORT_RANGE)
+    && !(attrs.has(FRA_L3MDEV) && data[attrs.at[FRA_L3MDEV]] !== 0) && !attrs.has(FRA_TUN_ID) && !attrs.has(FRA_SUPPRESS_IFGROUP)
+    && attrs.u32(data, FRA_SUPPRESS_PREFIXLEN, SUPPRESS_NONE) === SUPPRESS_NONE;
   return {
     family,
-    priority: attrs.priority ?? 0,
-    table: attrs.table ?? data.table ?? 0,
-    src: attrs.src ? addressToText(attrs.src) : undefined,
-    srcLength: data.srcLen ?? 0,
-    protocol: attrs.protocol ?? 0,
+    priority: attrs.u32(data, FRA_PRIORITY, 0),
+    table: attrs.u32(data, FRA_TABLE, data[start + 4]),
+    src: attrs.address(data, FRA_SRC),
+    srcLength: data[start + 2],
+    protocol: attrs.has(FRA_PROTOCOL) ? data[attrs.at[FRA_PROTOCOL]] : 0,
     plain,
   };
 }
 
-export interface RouteRequest { data: rt.Route; attrs: rt.RouteAttrs }
-export interface RuleRequest { data: rt.Rule; attrs: rt.RuleAttrs }
-
-/** The request that creates (or, for delete, names) `route`. */
-export function routeRequest(route: Route): RouteRequest {
-  const attrs: rt.RouteAttrs = { table: route.table, priority: route.metric };
-  if (route.dstLength > 0) attrs.dst = textToAddress(route.dst);
-  if (route.src !== undefined && route.srcLength > 0) attrs.src = textToAddress(route.src);
-  if (route.oif !== undefined) attrs.oif = route.oif;
-  if (route.gateway !== undefined) attrs.gateway = textToAddress(route.gateway);
-  if (route.prefsrc !== undefined) attrs.prefsrc = textToAddress(route.prefsrc);
-  if (route.nexthops !== undefined) attrs.multipath = formatMultipath(route.nexthops);
-  return {
-    data: {
-      family: afOf(route.family),
-      dstLen: route.dstLength,
-      srcLen: route.srcLength,
-      tos: route.tos,
-      table: route.table < 256 ? route.table : rt.RoutingTableClass.COMPAT,
-      protocol: route.protocol,
-      scope: route.scope,
-      type: ROUTE_TYPES.indexOf(route.type),
-      flags: route.onlink ? { __unknown: RTNH_F_ONLINK } : {},
-    },
-    attrs,
-  };
+/** Decodes one rtnetlink message into a cache event; undefined for what we don't track. */
+export function decodeEvent(type: number, flags: number, data: Buffer, start: number, end: number): CacheEvent | undefined {
+  switch (type) {
+    case RTM.NEWLINK: case RTM.DELLINK: {
+      const link = decodeLink(data, start, end);
+      return link && { kind: 'link', removed: type === RTM.DELLINK, link };
+    }
+    case RTM.NEWADDR: case RTM.DELADDR: {
+      const address = decodeAddress(data, start, end);
+      return address && { kind: 'address', removed: type === RTM.DELADDR, address };
+    }
+    case RTM.NEWROUTE: case RTM.DELROUTE: {
+      const route = decodeRoute(data, start, end);
+      return route && { kind: 'route', removed: type === RTM.DELROUTE, replace: (flags & NLM_F_REPLACE) !== 0, route };
+    }
+    case RTM.NEWRULE: case RTM.DELRULE: {
+      const rule = decodeRule(data, start, end);
+      return rule && { kind: 'rule', removed: type === RTM.DELRULE, rule };
+    }
+    default:
+      return undefined;
+  }
 }
 
-export function ruleRequest(rule: Rule): RuleRequest {
-  const attrs: rt.RuleAttrs = { table: rule.table, priority: rule.priority, protocol: rule.protocol };
-  if (rule.src !== undefined && rule.srcLength > 0) attrs.src = textToAddress(rule.src);
-  return {
-    data: {
-      family: afOf(rule.family),
-      srcLen: rule.srcLength,
-      table: rule.table < 256 ? rule.table : rt.RoutingTableClass.COMPAT,
-      action: rt.RuleAction.toTbl,
-    },
-    attrs,
-  };
+/** The errno of an NLMSG_ERROR payload (0 for an acknowledgement), as a positive number. */
+export function errorOf(data: Buffer, start: number): number {
+  return Math.abs(data.readInt32LE(start));
 }
+
+/** "EEXIST" for 17. */
+export function errnoName(errno: number): string {
+  try {
+    return getSystemErrorName(-errno);
+  } catch {
+    return `errno ${errno}`;
+  }
+}
+
+/**
+ * Builds datagrams of requests. The buffer is reused from one datagram to the next;
+ * take() copies out what was written.
+ */
+export class RequestWriter {
+  private buffer = Buffer.allocUnsafe(64 * 1024);
+  private length = 0;
+  private messageStart = 0;
+
+  get size(): number {
+    return this.length;
+  }
+
+  /** The datagram so far; the writer starts over. */
+  take(): Buffer {
+    const datagram = Buffer.from(this.buffer.subarray(0, this.length));
+    this.length = 0;
+    return datagram;
+  }
+
+  dump(kind: CacheKind, seq: number, port: number): void {
+    const [type, headerLength] = DUMPS[kind];
+    this.begin(type, NLM_F_REQUEST | NLM_F_DUMP, seq, port);
+    this.zeros(headerLength);
+    this.end();
+  }
+
+  operation(op: Operation, flags: number, seq: number, port: number): void {
+    switch (op.kind) {
+      case 'add-route': this.route(RTM.NEWROUTE, flags | NLM_F_CREATE | NLM_F_EXCL, seq, port, op.route); break;
+      case 'replace-route': this.route(RTM.NEWROUTE, flags | NLM_F_CREATE | NLM_F_REPLACE, seq, port, op.route); break;
+      case 'delete-route': this.route(RTM.DELROUTE, flags, seq, port, op.route); break;
+      case 'add-rule': this.rule(RTM.NEWRULE, flags | NLM_F_CREATE | NLM_F_EXCL, seq, port, op.rule); break;
+      case 'delete-rule': this.rule(RTM.DELRULE, flags, seq, port, op.rule); break;
+    }
+  }
+
+  /** The request that creates (or, for delete, names) `route`. */
+  route(type: number, flags: number, seq: number, port: number, route: Route): void {
+    this.begin(type, flags | NLM_F_REQUEST, seq, port);
+    this.ensure(12);
+    const b = this.buffer;
+    const o = this.length;
+    b[o] = afOf(route.family);
+    b[o + 1] = route.dstLength;
+    b[o + 2] = route.srcLength;
+    b[o + 3] = route.tos;
+    b[o + 4] = route.table < 256 ? route.table : RT_TABLE_COMPAT;
+    b[o + 5] = route.protocol;
+    b[o + 6] = route.scope;
+    b[o + 7] = Math.max(0, ROUTE_TYPES.indexOf(route.type));
+    b.writeUInt32LE(route.onlink ? RTNH_F_ONLINK : 0, o + 8);
+    this.length += 12;
+    this.u32(RTA_TABLE, route.table);
+    this.u32(RTA_PRIORITY, route.metric);
+    if (route.dstLength > 0) this.address(RTA_DST, route.dst);
+    if (route.src !== undefined && route.srcLength > 0) this.address(RTA_SRC, route.src);
+    if (route.oif !== undefined) this.u32(RTA_OIF, route.oif);
+    if (route.gateway !== undefined) this.address(RTA_GATEWAY, route.gateway);
+    if (route.prefsrc !== undefined) this.address(RTA_PREFSRC, route.prefsrc);
+    if (route.nexthops !== undefined) this.multipath(route.nexthops);
+    this.end();
+  }
+
+  rule(type: number, flags: number, seq: number, port: number, rule: Rule): void {
+    this.begin(type, flags | NLM_F_REQUEST, seq, port);
+    this.ensure(12);
+    const b = this.buffer;
+    const o = this.length;
+    b.fill(0, o, o + 12);
+    b[o] = afOf(rule.family);
+    b[o + 2] = rule.srcLength;
+    b[o + 4] = rule.table < 256 ? rule.table : RT_TABLE_COMPAT;
+    b[o + 7] = FR_ACT_TO_TBL;
+    this.length += 12;
+    this.u32(FRA_TABLE, rule.table);
+    this.u32(FRA_PRIORITY, rule.priority);
+    this.attribute(FRA_PROTOCOL, 1);
+    this.buffer[this.length - 4] = rule.protocol;
+    if (rule.src !== undefined && rule.srcLength > 0) this.address(FRA_SRC, rule.src);
+    this.end();
+  }
+
+  private multipath(hops: readonly NextHop[]): void {
+    const start = this.length;
+    this.attribute(RTA_MULTIPATH, 0);
+    for (const hop of hops) {
+      this.ensure(8);
+      const o = this.length;
+      this.buffer.writeUInt16LE(8, o);
+      this.buffer[o + 2] = 0;
+      this.buffer[o + 3] = Math.max(0, hop.weight - 1);
+      this.buffer.writeInt32LE(hop.oif, o + 4);
+      this.length += 8;
+      if (hop.gateway !== undefined) this.address(RTA_GATEWAY, hop.gateway);
+      this.buffer.writeUInt16LE(this.length - o, o);
+    }
+    this.buffer.writeUInt16LE(this.length - start, start);
+  }
+
+  private begin(type: number, flags: number, seq: number, port: number): void {
+    this.ensure(HEADER_LENGTH);
+    this.messageStart = this.length;
+    const b = this.buffer;
+    const o = this.length;
+    b.writeUInt16LE(type, o + 4);
+    b.writeUInt16LE(flags, o + 6);
+    b.writeUInt32LE(seq, o + 8);
+    b.writeUInt32LE(port, o + 12);
+    this.length += HEADER_LENGTH;
+  }
+
+  private end(): void {
+    this.buffer.writeUInt32LE(this.length - this.messageStart, this.messageStart);
+  }
+
+  /** An attribute header and `size` bytes of value (zero-padded to 4), left for the caller to fill. */
+  private attribute(type: number, size: number): void {
+    const padded = align4(size);
+    this.ensure(4 + padded);
+    this.buffer.writeUInt16LE(4 + size, this.length);
+    this.buffer.writeUInt16LE(type, this.length + 2);
+    this.buffer.fill(0, this.length + 4, this.length + 4 + padded);
+    this.length += 4 + padded;
+  }
+
+  private u32(type: number, value: number): void {
+    this.attribute(type, 4);
+    this.buffer.writeUInt32LE(value >>> 0, this.length - 4);
+  }
+
+  private address(type: number, text: string): void {
+    const size = text.includes(':') ? 16 : 4;
+    this.attribute(type, size);
+    writeAddress(text, this.buffer, this.length - size);
+  }
+
+  private zeros(count: number): void {
+    this.ensure(count);
+    this.buffer.fill(0, this.length, this.length + count);
+    this.length += count;
+  }
+
+  private ensure(extra: number): void {
+    if (this.length + extra <= this.buffer.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.buffer.length * 2, this.length + extra));
+    this.buffer.copy(bigger, 0, 0, this.length);
+    this.buffer = bigger;
+  }
+}
+
+/** Request type and the size of its (all-zero: every family, every object) header per kind. */
+const DUMPS: Record<CacheKind, readonly [number, number]> = {
+  links: [RTM.GETLINK, 16],
+  addresses: [RTM.GETADDR, 8],
+  routes: [RTM.GETROUTE, 12],
+  rules: [RTM.GETRULE, 12],
+};

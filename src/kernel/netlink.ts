@@ -1,68 +1,35 @@
-// The real kernel over rtnetlink (the `netlink` package). Three sockets: a monitor
-// socket that only joins the multicast groups, a dump socket (the package cannot tell
-// a multipart dump reply from events interleaved with it on one socket), and a command
-// socket for changes (commands.ts), so that the replies to thousands of requests never
-// crowd out events. Events of a kind being dumped are held and replayed on top of the
+// The real kernel over rtnetlink (raw sockets of the `netlink` package, messages in
+// codec.ts). Three sockets: a monitor socket that only joins the multicast groups, a
+// dump socket (dump.ts: a multipart reply must not interleave with events), and a
+// command socket for changes (commands.ts), so that the replies to thousands of
+// requests never crowd out events. Events of a kind being dumped are held and replayed on top of the
 // dump, so the result is never older than what was seen.
 import { EventEmitter } from 'node:events';
-import {
-  AttrStream, createNetlink, FlagsGet, FlagsNew, Protocol, rt,
-  type NetlinkMessage, type NetlinkSocket,
-} from 'netlink';
+import { RawNetlinkSocket } from 'netlink/dist/raw';
 import type { Logger } from '../log';
 import type { Observed, Operation, OperationResult } from '../model';
 import { describeOperation } from '../describe';
 import { ObservedCache, type CacheEvent, type CacheKind } from './cache';
-import { CommandSocket, type Request } from './commands';
-import { parseAddress, parseLink, parseRoute, parseRule, routeRequest, ruleRequest } from './codec';
+import { CommandSocket } from './commands';
+import { DumpSocket } from './dump';
+import { decodeEvent, forEachMessage, GROUPS, RTM } from './codec';
 import { operationKey, routeObjectKey, ruleObjectKey } from '../keys';
 import type { Kernel } from './types';
 
-const NLM_F_REPLACE = 0x100;
+const NETLINK_ROUTE = 0;
 const RECEIVE_BUFFER = 4 * 1024 * 1024;
 const DUMP_TIMEOUT_MS = 30_000;
 const RESYNC_RETRY_MS = 1_000;
 const QUIET_AFTER_OVERFLOW_MS = 250;
-const GROUPS = ['LINK', 'IPV4_IFADDR', 'IPV6_IFADDR', 'IPV4_ROUTE', 'IPV6_ROUTE', 'IPV4_RULE', 'IPV6_RULE', 'NEXTHOP'] as const;
 const DUMP_ORDER: readonly CacheKind[] = ['links', 'addresses', 'routes', 'rules'];
-
-const T = rt.MessageType;
-
-/** Decodes one rtnetlink message into a cache event; undefined for what we don't track. */
-export function toCacheEvent(message: NetlinkMessage): CacheEvent | undefined {
-  const parsed = rt.parseMessage(message.type, message.data);
-  switch (parsed.kind) {
-    case 'link': {
-      const link = parseLink(parsed);
-      return link && { kind: 'link', removed: message.type === T.DELLINK, link };
-    }
-    case 'address': {
-      const address = parseAddress(parsed);
-      return address && { kind: 'address', removed: message.type === T.DELADDR, address };
-    }
-    case 'route': {
-      const route = parseRoute(parsed);
-      return route && {
-        kind: 'route', removed: message.type === T.DELROUTE,
-        replace: (message.flags & NLM_F_REPLACE) !== 0, route,
-      };
-    }
-    case 'rule': {
-      const rule = parseRule(parsed);
-      return rule && { kind: 'rule', removed: message.type === T.DELRULE, rule };
-    }
-    default:
-      return undefined;
-  }
-}
 
 function kindOf(event: CacheEvent): CacheKind {
   return event.kind === 'address' ? 'addresses' : `${event.kind}s`;
 }
 
 export class RtnetlinkKernel extends EventEmitter implements Kernel {
-  private monitor?: NetlinkSocket;
-  private dumper?: NetlinkSocket;
+  private monitor?: RawNetlinkSocket;
+  private dumper?: DumpSocket;
   private command?: CommandSocket;
   private readonly cache = new ObservedCache();
   /** Kinds being dumped right now: their events wait, then replay on top of the dump. */
@@ -83,12 +50,12 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
   }
 
   async start(): Promise<void> {
-    const monitor = createNetlink(Protocol.ROUTE, { recvBufferSize: RECEIVE_BUFFER, sendBufferSize: RECEIVE_BUFFER, ref: true });
+    const monitor = new RawNetlinkSocket(NETLINK_ROUTE, { recvBufferSize: RECEIVE_BUFFER, sendBufferSize: RECEIVE_BUFFER });
     this.monitor = monitor;
-    this.dumper = createNetlink(Protocol.ROUTE, { recvBufferSize: RECEIVE_BUFFER, sendBufferSize: RECEIVE_BUFFER });
+    this.dumper = new DumpSocket(RECEIVE_BUFFER);
     this.command = new CommandSocket(RECEIVE_BUFFER, (error) => this.log.warning(`Netlink command socket: ${error.message}`));
-    for (const group of GROUPS) monitor.socket.addMembership(rt.MulticastGroups[group]);
-    monitor.on('message', (messages) => this.onEvents(messages));
+    for (const group of Object.values(GROUPS)) monitor.addMembership(group);
+    monitor.on('message', (data) => this.onEvents(data));
     monitor.on('error', (error) => this.onMonitorError(error));
     await this.resync(DUMP_ORDER);
   }
@@ -121,7 +88,7 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
     // Our own deletions come back as events, possibly before their acknowledgements:
     // expect them before sending, so they are never mistaken for another program's.
     for (const op of operations) if (isDelete(op)) this.expectOwnDeletion(operationKey(op), 1);
-    const outcomes = await this.command!.run(operations.map(toRequest));
+    const outcomes = await this.command!.run(operations);
     return operations.map((op, i) => {
       const code = outcomes[i];
       const adding = !isDelete(op);
@@ -185,22 +152,8 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
     });
   }
 
-  private async dump(kind: CacheKind): Promise<CacheEvent[]> {
-    const stream = new AttrStream();
-    let type: number;
-    switch (kind) {
-      case 'links': rt.formatLinkMessage({ kind: 'link', data: {}, attrs: {} }, stream); type = T.GETLINK; break;
-      case 'addresses': rt.formatAddressMessage({ kind: 'address', data: {}, attrs: {} }, stream); type = T.GETADDR; break;
-      case 'routes': rt.formatRouteMessage({ kind: 'route', data: {}, attrs: {} }, stream); type = T.GETROUTE; break;
-      case 'rules': rt.formatRuleMessage({ kind: 'rule', data: {}, attrs: {} }, stream); type = T.GETRULE; break;
-    }
-    const [messages] = await this.dumper!.request(type, stream.bufs, { flags: FlagsGet.DUMP, timeout: DUMP_TIMEOUT_MS });
-    const events: CacheEvent[] = [];
-    for (const message of messages) {
-      const event = toCacheEvent(message);
-      if (event !== undefined) events.push(event);
-    }
-    return events;
+  private dump(kind: CacheKind): Promise<CacheEvent[]> {
+    return this.dumper!.dump(kind, DUMP_TIMEOUT_MS);
   }
 
   private armQuietTimer(): void {
@@ -214,26 +167,25 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
     }, QUIET_AFTER_OVERFLOW_MS);
   }
 
-  private onEvents(messages: NetlinkMessage[]): void {
+  private onEvents(data: Buffer): void {
     if (this.overflowed) this.armQuietTimer();
-    for (const message of messages) {
+    forEachMessage(data, (type, flags, _seq, start, end) => {
       // Deleting a nexthop object deletes the routes that use it, without RTM_DELROUTE.
-      if (message.type === T.DELNEXTHOP) { this.scheduleRouteRedump(); continue; }
-      if (message.type === T.NEWNEXTHOP) continue;
+      if (type === RTM.DELNEXTHOP) { this.scheduleRouteRedump(); return; }
       let event: CacheEvent | undefined;
       try {
-        event = toCacheEvent(message);
+        event = decodeEvent(type, flags, data, start, end);
       } catch (error) {
-        this.log.debug(`Ignoring an rtnetlink message of type ${message.type} that does not parse: ${(error as Error).message}`);
-        continue;
+        this.log.debug(`Ignoring an rtnetlink message of type ${type} that does not parse: ${(error as Error).message}`);
+        return;
       }
-      if (event === undefined) continue;
+      if (event === undefined) return;
       if ((event.kind === 'route' || event.kind === 'rule') && event.removed) this.noteDeletion(event);
       const held = this.held.get(kindOf(event));
-      if (held !== undefined) { held.push(event); continue; }
+      if (held !== undefined) { held.push(event); return; }
       if (this.cache.apply(event)) this.scheduleChanged();
       if (this.flushesRoutesSilently(event)) this.scheduleRouteRedump();
-    }
+    });
   }
 
   private noteDeletion(event: CacheEvent & { kind: 'route' | 'rule' }): void {
@@ -293,26 +245,4 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
 
 function isDelete(op: Operation): boolean {
   return op.kind === 'delete-route' || op.kind === 'delete-rule';
-}
-
-function toRequest(op: Operation): Request {
-  const stream = new AttrStream();
-  switch (op.kind) {
-    case 'add-route':
-    case 'replace-route':
-      rt.formatRouteMessage({ kind: 'route', ...routeRequest(op.route) }, stream);
-      return {
-        type: T.NEWROUTE, payload: stream.bufs,
-        flags: FlagsNew.CREATE | (op.kind === 'add-route' ? FlagsNew.EXCL : FlagsNew.REPLACE),
-      };
-    case 'delete-route':
-      rt.formatRouteMessage({ kind: 'route', ...routeRequest(op.route) }, stream);
-      return { type: T.DELROUTE, payload: stream.bufs, flags: 0 };
-    case 'add-rule':
-      rt.formatRuleMessage({ kind: 'rule', ...ruleRequest(op.rule) }, stream);
-      return { type: T.NEWRULE, payload: stream.bufs, flags: FlagsNew.CREATE | FlagsNew.EXCL };
-    case 'delete-rule':
-      rt.formatRuleMessage({ kind: 'rule', ...ruleRequest(op.rule) }, stream);
-      return { type: T.DELRULE, payload: stream.bufs, flags: 0 };
-  }
 }
