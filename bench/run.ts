@@ -10,7 +10,10 @@
 //  (6) the kernel's own `ip -batch` time for 10,000 route adds into a table and 10,000 deletes
 //
 // Environment: BENCH_RUNS (default 200 latency runs per family), BENCH_IDLE_S (default 30),
-// BENCH_SETTLE_S (default 25: wait after convergence before the idle window).
+// BENCH_SETTLE_S (default 25: wait after convergence before the idle window),
+// BENCH_ONLY (comma list of idle,startup,burst: run only these; the kernel reference always runs),
+// BENCH_DAEMON_NODE_ARGS (node options for the daemon only, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`),
+// BENCH_DAEMON_ARGS (more daemon options, e.g. `--loglevel 1`).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -29,6 +32,14 @@ const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 30);
 // measured, 10-40 wake-ups in that window, none after. Idle is measured after it.
 const SETTLE_S = Number(process.env.BENCH_SETTLE_S ?? 25);
 const N = 10000;
+/** SIGTERM, so a --cpu-prof profile gets written; SIGKILL if that hangs. */
+async function stopDaemon(d: DaemonProcess): Promise<void> {
+  if (!d.running) return;
+  d.signal('SIGTERM');
+  await d.waitExit(10000).catch(() => d.killNow());
+}
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'idle,startup,burst').split(',').map((x) => x.trim()));
+const DAEMON_ENV = { nodeArgs: (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '') };
 const now = (): number => performance.timeOrigin + performance.now();
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 const r1 = (x: number | null | undefined): number | null => (x === null || x === undefined ? null : Math.round(x * 1000) / 1000);
@@ -149,7 +160,7 @@ async function main(): Promise<number> {
     commit: spawnSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim(),
     targets: { latencyP50Ms: 1, latencyP99Ms: 5, startupRatio: 2, burstRatio: 2, sigtermMs: 1000, idleRssMb: 60, idleWakeups: 0 },
   };
-  const args = ['--loglevel', '2'];
+  const args = ['--loglevel', '2', ...(process.env.BENCH_DAEMON_ARGS ?? '').split(' ').filter((a) => a !== '')];
 
   // (6) kernel reference, 3 repetitions, medians
   console.error('(6) kernel reference: ip -batch 10,000 adds / deletes …');
@@ -167,8 +178,8 @@ async function main(): Promise<number> {
 
   // (5) idle and (1) latency on the README scenario
   console.error(`(5) idle ${IDLE_S} s and (1) latency ${RUNS} runs per family …`);
-  await withTopology('l', async (topo) => {
-    const d = DaemonProcess.start(topo.host, [...networkArgs(README_NETS), ...args]);
+  if (ONLY.has('idle')) await withTopology('l', async (topo) => {
+    const d = DaemonProcess.start(topo.host, [...networkArgs(README_NETS), ...args], DAEMON_ENV);
     try {
       await waitConverged(topo, d);
       const s0 = procTotals(d.pid);
@@ -195,7 +206,7 @@ async function main(): Promise<number> {
 
   // (2) start-up with 50 addresses + 10,000 routes, then (4) SIGTERM with 10,000 mirrored
   console.error('(2) start-up with 50 addresses and 10,000 routes, (4) SIGTERM …');
-  await withTopology('s', async (topo) => {
+  if (ONLY.has('startup')) await withTopology('s', async (topo) => {
     const addrLines: string[] = [];
     for (let i = 0; i < 24; i++) {
       const w = i % 2 === 0 ? WAN1 : WAN2;
@@ -207,7 +218,7 @@ async function main(): Promise<number> {
     const want = expectedCounts(topo);
     const counter = await startCounter(topo, want, 120000);
     const t0 = now();
-    const d = DaemonProcess.start(topo.host, [...networkArgs(README_NETS), ...args]);
+    const d = DaemonProcess.start(topo.host, [...networkArgs(README_NETS), ...args], DAEMON_ENV);
     try {
       const c = await counter.result;
       const startupMs = c.tMs === null ? null : c.tMs - t0;
@@ -234,8 +245,8 @@ async function main(): Promise<number> {
 
   // (3) burst of 10,000 adds while running
   console.error('(3) burst of 10,000 route adds while running …');
-  await withTopology('b', async (topo) => {
-    const d = DaemonProcess.start(topo.host, [...networkArgs(README_NETS), ...args]);
+  if (ONLY.has('burst')) await withTopology('b', async (topo) => {
+    const d = DaemonProcess.start(topo.host, [...networkArgs(README_NETS), ...args], DAEMON_ENV);
     try {
       await waitConverged(topo, d);
       const lines = routeLines(N);
@@ -257,27 +268,30 @@ async function main(): Promise<number> {
       };
       if (!d.running) (results.burst as Record<string, unknown>).daemonOutputTail = d.output().slice(-600);
     } finally {
-      d.killNow();
+      await stopDaemon(d);
     }
   });
 
   // ---- report ----
-  const lv4 = results.latencyV4 as { addrEventToRule?: { p50: number; p99: number }; delAddrEventToRuleGone?: { p50: number; p99: number } };
+  const lv4 = results.latencyV4 as { addrEventToRule?: { p50: number; p99: number }; delAddrEventToRuleGone?: { p50: number; p99: number } } | undefined;
   const lv6 = results.latencyV6 as typeof lv4;
-  const idle = results.idle as { rssMb: number; cpuPercent: number; ctxSwitchesMainThread: number; ctxSwitchesAllThreads: number };
-  const st = results.startup as { startupMs: number | null; ratioVsKernelAdd: number | null; converged: boolean };
-  const bu = results.burst as { convergeMs: number | null; ratioVsKernelAdd: number | null; lost: number; daemonAlive: boolean };
-  const sg = results.sigterm as { exitMs: number; exitCode: number | null; leftovers: number };
-  const rows: [string, string, string][] = [
-    ['(1) v4 address → rule p50 / p99', `${r1(lv4.addrEventToRule?.p50)} / ${r1(lv4.addrEventToRule?.p99)} ms`, '< 1 / < 5 ms'],
-    ['(1) v6 address → rule p50 / p99', `${r1(lv6.addrEventToRule?.p50)} / ${r1(lv6.addrEventToRule?.p99)} ms`, '< 1 / < 5 ms'],
-    ['(1) v4 address gone → rule gone p50 / p99', `${r1(lv4.delAddrEventToRuleGone?.p50)} / ${r1(lv4.delAddrEventToRuleGone?.p99)} ms`, ''],
-    ['(2) start-up 52 addr + 10k routes → converged', `${st.startupMs === null ? 'NOT converged' : Math.round(st.startupMs) + ' ms'} (${st.ratioVsKernelAdd ?? '-'}× kernel)`, '≤ 2× kernel'],
-    ['(3) burst 10k adds → all mirrored', `${bu.convergeMs === null ? 'NOT converged' : Math.round(bu.convergeMs) + ' ms'} (${bu.ratioVsKernelAdd ?? '-'}× kernel), lost ${bu.lost}${bu.daemonAlive ? '' : ', DAEMON DIED'}`, '≤ 2× kernel, 0 lost'],
-    ['(4) SIGTERM with 10k mirrored → exited', `${Math.round(sg.exitMs)} ms, exit ${sg.exitCode}, leftovers ${sg.leftovers}`, '< 1000 ms, clean'],
-    ['(5) idle RSS / CPU / ctx switches (30 s)', `${idle.rssMb} MB / ${idle.cpuPercent} % / main ${idle.ctxSwitchesMainThread}, all ${idle.ctxSwitchesAllThreads}`, '< 60 MB, no wake-ups'],
-    ['(6) kernel ip -batch 10k adds / 10k deletes', `${Math.round(kernel.add10kTableMs)} / ${Math.round(kernel.del10kTableMs)} ms (main adds ${Math.round(kernel.add10kMainMs)} ms)`, 'reference'],
-  ];
+  const idle = results.idle as { rssMb: number; cpuPercent: number; ctxSwitchesMainThread: number; ctxSwitchesAllThreads: number } | undefined;
+  const st = results.startup as { startupMs: number | null; ratioVsKernelAdd: number | null; converged: boolean } | undefined;
+  const bu = results.burst as { convergeMs: number | null; ratioVsKernelAdd: number | null; lost: number; daemonAlive: boolean } | undefined;
+  const sg = results.sigterm as { exitMs: number; exitCode: number | null; leftovers: number } | undefined;
+  const rows: [string, string, string][] = [];
+  if (lv4 && lv6) {
+    rows.push(
+      ['(1) v4 address → rule p50 / p99', `${r1(lv4.addrEventToRule?.p50)} / ${r1(lv4.addrEventToRule?.p99)} ms`, '< 1 / < 5 ms'],
+      ['(1) v6 address → rule p50 / p99', `${r1(lv6.addrEventToRule?.p50)} / ${r1(lv6.addrEventToRule?.p99)} ms`, '< 1 / < 5 ms'],
+      ['(1) v4 address gone → rule gone p50 / p99', `${r1(lv4.delAddrEventToRuleGone?.p50)} / ${r1(lv4.delAddrEventToRuleGone?.p99)} ms`, ''],
+    );
+  }
+  if (st) rows.push(['(2) start-up 52 addr + 10k routes → converged', `${st.startupMs === null ? 'NOT converged' : Math.round(st.startupMs) + ' ms'} (${st.ratioVsKernelAdd ?? '-'}× kernel)`, '≤ 2× kernel']);
+  if (bu) rows.push(['(3) burst 10k adds → all mirrored', `${bu.convergeMs === null ? 'NOT converged' : Math.round(bu.convergeMs) + ' ms'} (${bu.ratioVsKernelAdd ?? '-'}× kernel), lost ${bu.lost}${bu.daemonAlive ? '' : ', DAEMON DIED'}`, '≤ 2× kernel, 0 lost']);
+  if (sg) rows.push(['(4) SIGTERM with 10k mirrored → exited', `${Math.round(sg.exitMs)} ms, exit ${sg.exitCode}, leftovers ${sg.leftovers}`, '< 1000 ms, clean']);
+  if (idle) rows.push(['(5) idle RSS / CPU / ctx switches (30 s)', `${idle.rssMb} MB / ${idle.cpuPercent} % / main ${idle.ctxSwitchesMainThread}, all ${idle.ctxSwitchesAllThreads}`, '< 60 MB, no wake-ups']);
+  rows.push(['(6) kernel ip -batch 10k adds / 10k deletes', `${Math.round(kernel.add10kTableMs)} / ${Math.round(kernel.del10kTableMs)} ms (main adds ${Math.round(kernel.add10kMainMs)} ms)`, 'reference']);
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => r[1].length));
   console.log(`${'benchmark'.padEnd(w0)}  ${'result'.padEnd(w1)}  target`);

@@ -11,7 +11,7 @@ import {
 import type { Kernel } from './kernel/types';
 import type { Logger } from './log';
 import { DYNMHS_PROTOCOL, type ManagedNetwork, type Observed, type Origin } from './model';
-import type { NetworkPlan } from './policy/derive';
+import { desiredOf, type NetworkPlan } from './policy/derive';
 import { diff } from './reconcile/diff';
 import type { Clock } from './reconcile/limiter';
 import { Reconciler, type PassResult } from './reconcile/loop';
@@ -90,7 +90,7 @@ export class Daemon extends EventEmitter implements DaemonControl {
       await this.connections.stop().catch((e: Error) => log.warning(`Stopping the connection source: ${e.message}`));
     }
     await this.reconciler.stop();
-    const { operations } = diff({ routes: [], rules: [] }, kernel.observed());
+    const { operations } = diff(desiredOf([], []), kernel.observed());
     const results = await kernel.apply(operations);
     const failed = results.filter((r) => !r.ok).length;
     const rules = operations.filter((op) => op.kind === 'delete-rule').length;

@@ -19,10 +19,12 @@ export function routeKey(route: Route): string {
 const routeKeys = new WeakMap<Route, string>();
 const ruleKeys = new WeakMap<Rule, string>();
 
+// Route and rule keys share one namespace ("route …"/"rule …"): the loop tracks both
+// kinds in one set, and a key made once per object is cheaper than a prefix per use.
 function computeRouteKey(route: Route): string {
-  if (route.family === 4) return `4|${route.table}|${route.dst}/${route.dstLength}|${route.tos}|${route.metric}`;
+  if (route.family === 4) return `route 4|${route.table}|${route.dst}/${route.dstLength}|${route.tos}|${route.metric}`;
   const hop = route.nexthops !== undefined ? 'mp' : `${route.oif ?? ''}|${route.gateway ?? ''}`;
-  return `${routeBaseKey(route)}|${hop}`;
+  return `route ${routeBaseKey(route)}|${hop}`;
 }
 
 /** What an IPv6 `replace` overwrites: any route with this prefix, source and metric. */
@@ -41,7 +43,7 @@ export function ruleKey(rule: Rule): string {
 }
 
 function computeRuleKey(rule: Rule): string {
-  return `${rule.family}|${rule.priority}|${rule.src ?? 'all'}/${rule.srcLength}|${rule.table}|${rule.protocol}|${rule.plain ? 'p' : 'x'}`;
+  return `rule ${rule.family}|${rule.priority}|${rule.src ?? 'all'}/${rule.srcLength}|${rule.table}|${rule.protocol}|${rule.plain ? 'p' : 'x'}`;
 }
 
 /** The same rule as another program would write it, whatever protocol it claims. */
@@ -55,6 +57,12 @@ export function sameRouteContent(a: Route, b: Route): boolean {
     && sameNextHops(a, b);
 }
 
+/** Everything the kernel would tell about the two is the same. */
+export function identicalRoutes(a: Route, b: Route): boolean {
+  return a === b || (routeKey(a) === routeKey(b) && sameRouteContent(a, b)
+    && a.nhid === b.nhid && a.src === b.src && a.srcLength === b.srcLength);
+}
+
 function sameNextHops(a: Route, b: Route): boolean {
   if (a.nexthops === undefined || b.nexthops === undefined) return a.nexthops === b.nexthops;
   if (a.nexthops.length !== b.nexthops.length) return false;
@@ -64,16 +72,7 @@ function sameNextHops(a: Route, b: Route): boolean {
   });
 }
 
-/** One namespace for routes and rules together ("route …"/"rule …"), as the loop tracks both. */
-export function routeObjectKey(route: Route): string {
-  return `route ${routeKey(route)}`;
-}
-
-export function ruleObjectKey(rule: Rule): string {
-  return `rule ${ruleKey(rule)}`;
-}
-
 /** The object an operation acts on. */
 export function operationKey(op: Operation): string {
-  return op.kind === 'add-rule' || op.kind === 'delete-rule' ? ruleObjectKey(op.rule) : routeObjectKey(op.route);
+  return op.kind === 'add-rule' || op.kind === 'delete-rule' ? ruleKey(op.rule) : routeKey(op.route);
 }

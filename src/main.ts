@@ -5,8 +5,11 @@ import type { Config } from './config/types';
 import { Daemon } from './daemon';
 import { RtnetlinkKernel } from './kernel/netlink';
 import { createLogger, type Logger } from './log';
-import { createConnectionNetworks } from './sources/connections';
-import { DbusServiceError, startDbusService, type DbusService } from './dbus/service';
+import type { DbusService } from './dbus/service';
+
+// dbus-next, the manager sources and the D-Bus service take tens of milliseconds to load,
+// which a static run without D-Bus (and every start-up before the kernel) can do without.
+type ConnectionsModule = typeof import('./sources/connections');
 
 function fail(message: string, code: number): never {
   process.stderr.write(`dynmhs: ${message}\n`);
@@ -40,7 +43,8 @@ async function main(argv: readonly string[]): Promise<void> {
     config,
     version: version.kind === 'version' ? version.text.split(' ')[1] : 'unknown',
     // NetworkManager / systemd-networkd over the system bus ($DBUS_SYSTEM_BUS_ADDRESS), for --source != static
-    connections: (current, tableInUse) => createConnectionNetworks(current, log, { tableInUse }),
+    connections: (current, tableInUse) =>
+      (require('./sources/connections') as ConnectionsModule).createConnectionNetworks(current, log, { tableInUse }),
     loadConfig: () => {
       const again = parseCommandLine(argv);
       if (again.kind !== 'run') throw new Error('the command line no longer describes a daemon run');
@@ -52,6 +56,7 @@ async function main(argv: readonly string[]): Promise<void> {
   // two daemons with one protocol tag would each remove what the other added.
   let service: DbusService | undefined;
   if (config.dbus) {
+    const { DbusServiceError, startDbusService } = await import('./dbus/service');
     try {
       service = await startDbusService(daemon, log, {
         onDisconnected: (error) => log.warning(`Lost the system bus (${error.message}); dynmhs keeps working without its D-Bus service`),

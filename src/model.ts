@@ -106,7 +106,8 @@ export interface Observed {
 
 /** What dynmhs wants in the kernel: only its own tables' routes and its own rules. */
 export interface Desired {
-  readonly routes: readonly Route[];
+  /** By identity (keys.ts routeKey): a pass looks routes up by key, both ways. */
+  readonly routes: ReadonlyMap<string, Route>;
   readonly rules: readonly Rule[];
 }
 

@@ -2,7 +2,7 @@
 // kernel's silent flushes: IPv4 sends no RTM_DELROUTE for the routes it drops when a
 // link goes down or loses its last address, so the cache drops them itself (and the
 // kernel adapter re-dumps routes afterwards to be sure).
-import { routeBaseKey, routeKey, ruleKey } from '../keys';
+import { identicalRoutes, routeBaseKey, routeKey, ruleKey } from '../keys';
 import type { Address, Link, Observed, Operation, Route, Rule } from '../model';
 
 export type CacheKind = 'links' | 'addresses' | 'routes' | 'rules';
@@ -28,8 +28,19 @@ export class ObservedCache {
 
   /** Replaces everything of one kind with a dump's result. */
   replaceAll(kind: CacheKind, events: readonly CacheEvent[]): void {
+    // Route objects that did not change stay the same objects (see applyRoute).
+    const previous = kind === 'routes' ? new Map(this.routes) : undefined;
     this[kind].clear();
-    for (const event of events) this.apply(event);
+    for (const event of events) {
+      if (previous !== undefined && event.kind === 'route') {
+        const old = previous.get(routeKey(event.route));
+        if (old !== undefined && identicalRoutes(old, event.route)) {
+          this.apply({ ...event, route: old });
+          continue;
+        }
+      }
+      this.apply(event);
+    }
     this.snapshotCache = undefined;
   }
 
@@ -55,13 +66,25 @@ export class ObservedCache {
     }
   }
 
+  /**
+   * Links, addresses and rules are copied (they are few); routes can be tens of
+   * thousands, so `routesByKey` is the cache's own map, read-only, and `routes` is
+   * listed only when asked for. Read a snapshot's routes before the next event can
+   * arrive, that is, before the next await.
+   */
   snapshot(): Observed {
-    this.snapshotCache ??= {
+    if (this.snapshotCache !== undefined) return this.snapshotCache;
+    const routesByKey: ReadonlyMap<string, Route> = this.routes;
+    let routes: readonly Route[] | undefined;
+    this.snapshotCache = {
       links: new Map(this.links),
       addresses: [...this.addresses.values()],
-      routes: [...this.routes.values()],
+      get routes(): readonly Route[] {
+        routes ??= [...routesByKey.values()];
+        return routes;
+      },
       rules: [...this.rules.values()],
-      routesByKey: new Map(this.routes),
+      routesByKey,
     };
     return this.snapshotCache;
   }
@@ -104,6 +127,10 @@ export class ObservedCache {
     if (route.table === LOCAL_TABLE) return false;
     const key = routeKey(route);
     if (removed) return this.routes.delete(key);
+    // The echo of a route we added, or a dump repeating what we know: keep the object we
+    // have, so passes see nothing changed (and derived copies keep their memoized keys).
+    const before = this.routes.get(key);
+    if (!replace && before !== undefined && identicalRoutes(before, route)) return false;
     if (replace && route.family === 6) {
       const base = routeBaseKey(route);
       for (const [k, r] of this.routes) if (r.family === 6 && routeBaseKey(r) === base) this.routes.delete(k);

@@ -1,7 +1,7 @@
 // An in-memory kernel for tests of the loop and the daemon: the same cache the real
 // adapter keeps, changed by test code the way the kernel would change, and by apply().
 import { EventEmitter } from 'node:events';
-import { routeKey, routeObjectKey, ruleKey, ruleObjectKey } from '../keys';
+import { routeKey, ruleKey } from '../keys';
 import type { Address, Link, Observed, Operation, OperationResult, Route, Rule } from '../model';
 import { ObservedCache, type CacheEvent } from './cache';
 import type { Kernel } from './types';
@@ -62,12 +62,12 @@ export class FakeKernel extends EventEmitter implements Kernel {
   addRoute(route: Route): void { this.event({ kind: 'route', removed: false, replace: false, route }); }
   replaceRoute(route: Route): void { this.event({ kind: 'route', removed: false, replace: true, route }); }
   deleteRoute(route: Route): void {
-    this.foreignDeletions.add(routeObjectKey(route));
+    this.foreignDeletions.add(routeKey(route));
     this.event({ kind: 'route', removed: true, replace: false, route });
   }
   addRule(rule: Rule): void { this.event({ kind: 'rule', removed: false, rule }); }
   deleteRule(rule: Rule): void {
-    this.foreignDeletions.add(ruleObjectKey(rule));
+    this.foreignDeletions.add(ruleKey(rule));
     this.event({ kind: 'rule', removed: true, rule });
   }
 

@@ -13,7 +13,7 @@ import { ObservedCache, type CacheEvent, type CacheKind } from './cache';
 import { CommandSocket } from './commands';
 import { DumpSocket } from './dump';
 import { decodeEvent, forEachMessage, GROUPS, RTM } from './codec';
-import { operationKey, routeObjectKey, ruleObjectKey } from '../keys';
+import { operationKey, routeKey, ruleKey } from '../keys';
 import type { Kernel } from './types';
 
 const NETLINK_ROUTE = 0;
@@ -189,7 +189,7 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
   }
 
   private noteDeletion(event: CacheEvent & { kind: 'route' | 'rule' }): void {
-    const key = event.kind === 'route' ? routeObjectKey(event.route) : ruleObjectKey(event.rule);
+    const key = event.kind === 'route' ? routeKey(event.route) : ruleKey(event.rule);
     const own = this.ownDeletions.get(key) ?? 0;
     if (own > 0) {
       if (own === 1) this.ownDeletions.delete(key); else this.ownDeletions.set(key, own - 1);

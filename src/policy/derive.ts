@@ -54,19 +54,31 @@ export function copyForTable(route: Route, linkIndex: number, table: number): Ro
 
 // A main-table route object lives until the kernel changes it, so its copies can too:
 // the same copy object pass after pass keeps its memoized key and costs no allocation.
-const copies = new WeakMap<Route, Map<string, Route | undefined>>();
+// Most routes are copied into one table; multipath routes into at most a few.
+interface CopySlot {
+  readonly linkIndex: number;
+  readonly table: number;
+  readonly copy: Route | undefined;
+  readonly key: string;
+}
+const copies = new WeakMap<Route, CopySlot[]>();
 
-function cachedCopy(route: Route, linkIndex: number, table: number): Route | undefined {
-  let byTarget = copies.get(route);
-  if (byTarget === undefined) {
-    byTarget = new Map();
-    copies.set(route, byTarget);
+function cachedCopy(route: Route, linkIndex: number, table: number): CopySlot {
+  let slots = copies.get(route);
+  if (slots === undefined) {
+    slots = [];
+    copies.set(route, slots);
   }
-  const target = `${linkIndex}|${table}`;
-  if (byTarget.has(target)) return byTarget.get(target);
+  for (const slot of slots) if (slot.linkIndex === linkIndex && slot.table === table) return slot;
   const copy = copyForTable(route, linkIndex, table);
-  byTarget.set(target, copy);
-  return copy;
+  const slot = { linkIndex, table, copy, key: copy === undefined ? '' : routeKey(copy) };
+  slots.push(slot);
+  return slot;
+}
+
+/** A desired state from plain lists (what none of the routes and rules would be: `desiredOf([], [])`). */
+export function desiredOf(routes: readonly Route[], rules: readonly Rule[]): Desired {
+  return { routes: new Map(routes.map((route) => [routeKey(route), route])), rules };
 }
 
 export function derive(observed: Observed, networks: readonly ManagedNetwork[]): Derived {
@@ -75,7 +87,7 @@ export function derive(observed: Observed, networks: readonly ManagedNetwork[]):
   // Indexed by output device so a pass costs O(routes), not O(routes × networks).
   const mainByOif = new Map<number, Route[]>();
   const mainMultipath: Route[] = [];
-  for (const route of observed.routes) {
+  for (const route of observed.routesByKey.values()) {
     if (route.table !== MAIN_TABLE) continue;
     if (route.nexthops !== undefined) mainMultipath.push(route);
     else if (route.oif !== undefined) {
@@ -100,13 +112,16 @@ export function derive(observed: Observed, networks: readonly ManagedNetwork[]):
       plain: true,
     }));
     const networkRoutes: Route[] = [];
-    for (const route of [...(mainByOif.get(link.index) ?? []), ...mainMultipath]) {
-      const copy = cachedCopy(route, link.index, network.table);
-      if (copy !== undefined) networkRoutes.push(copy);
+    for (const candidates of [mainByOif.get(link.index) ?? [], mainMultipath]) {
+      for (const route of candidates) {
+        const { copy, key } = cachedCopy(route, link.index, network.table);
+        if (copy === undefined) continue;
+        networkRoutes.push(copy);
+        routes.set(key, copy);
+      }
     }
     for (const rule of networkRules) rules.set(ruleKey(rule), rule);
-    for (const route of networkRoutes) routes.set(routeKey(route), route);
     return { network, link, addresses, rules: networkRules, routes: networkRoutes };
   });
-  return { desired: { routes: [...routes.values()], rules: [...rules.values()] }, plans };
+  return { desired: { routes, rules: [...rules.values()] }, plans };
 }

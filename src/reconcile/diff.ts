@@ -1,16 +1,18 @@
 // The minimal change from what the kernel has to what dynmhs wants. Pure.
-import { routeKey, routeObjectKey, ruleKey, ruleObjectKey, ruleSelectorKey, sameRouteContent } from '../keys';
+import { ruleKey, ruleSelectorKey, sameRouteContent } from '../keys';
 import { DYNMHS_PROTOCOL, type Desired, type Observed, type Operation, type Route, type Rule } from '../model';
 
-/** Tables no daemon of ours may ever own entries in, whatever protocol they carry. */
-const RESERVED_TABLES: ReadonlySet<number> = new Set([0, 253, 254, 255]);
+/** Tables no daemon of ours may ever own entries in, whatever protocol they carry: unspec, default, main, local. */
+function reservedTable(table: number): boolean {
+  return table === 0 || (table >= 253 && table <= 255);
+}
 
 export function ownsRoute(route: Route): boolean {
-  return route.protocol === DYNMHS_PROTOCOL && !RESERVED_TABLES.has(route.table);
+  return route.protocol === DYNMHS_PROTOCOL && !reservedTable(route.table);
 }
 
 export function ownsRule(rule: Rule): boolean {
-  return rule.protocol === DYNMHS_PROTOCOL && rule.plain && !RESERVED_TABLES.has(rule.table);
+  return rule.protocol === DYNMHS_PROTOCOL && rule.plain && !reservedTable(rule.table);
 }
 
 /** A route we want whose place in the table is taken by someone else's route. */
@@ -26,28 +28,24 @@ export interface Plan {
   /** Routes and rules of others in the tables we manage: left alone, reported. */
   readonly foreignRoutes: readonly Route[];
   readonly foreignRules: readonly Rule[];
-  /** Keys ("route …"/"rule …") of desired objects of ours that are in place already. */
-  readonly inPlace: ReadonlySet<string>;
 }
 
 export function diff(desired: Desired, observed: Observed, network: (table: number) => string | undefined = () => undefined): Plan {
   const observedRoutes = observed.routesByKey;
-  const desiredRouteKeys = new Set<string>();
   const managedTables = new Set<number>();
   const routeAdds: Operation[] = [];
   const conflicts: Conflict[] = [];
-  const inPlace = new Set<string>();
 
-  for (const route of desired.routes) {
-    const key = routeKey(route);
-    desiredRouteKeys.add(key);
-    managedTables.add(route.table);
+  // Tens of thousands of routes per pass in a burst: one lookup each, nothing allocated
+  // for the ones in place.
+  let lastTable = -1;
+  for (const [key, route] of desired.routes) {
+    if (route.table !== lastTable) managedTables.add(lastTable = route.table);
     const present = observedRoutes.get(key);
-    const name = network(route.table);
-    if (present === undefined) routeAdds.push({ kind: 'add-route', route, network: name });
+    if (present === undefined) routeAdds.push({ kind: 'add-route', route, network: network(route.table) });
+    else if (present === route) continue;
     else if (!ownsRoute(present)) conflicts.push({ wanted: route, present });
-    else if (!sameRouteContent(present, route)) routeAdds.push({ kind: 'replace-route', route, network: name });
-    else inPlace.add(routeObjectKey(route));
+    else if (!sameRouteContent(present, route)) routeAdds.push({ kind: 'replace-route', route, network: network(route.table) });
   }
   // A gateway must be reachable when its route is added: device routes go first.
   routeAdds.sort((a, b) => gatewayRank(a) - gatewayRank(b));
@@ -60,7 +58,6 @@ export function diff(desired: Desired, observed: Observed, network: (table: numb
     desiredRuleKeys.add(key);
     managedTables.add(rule.table);
     if (!observedRuleKeys.has(key)) ruleAdds.push({ kind: 'add-rule', rule, network: network(rule.table) });
-    else inPlace.add(ruleObjectKey(rule));
   }
 
   const ruleDeletes: Operation[] = [];
@@ -78,7 +75,7 @@ export function diff(desired: Desired, observed: Observed, network: (table: numb
   const foreignRoutes: Route[] = [];
   for (const [key, route] of observedRoutes) {
     if (ownsRoute(route)) {
-      if (!desiredRouteKeys.has(key)) routeDeletes.push({ kind: 'delete-route', route, network: network(route.table) });
+      if (!desired.routes.has(key)) routeDeletes.push({ kind: 'delete-route', route, network: network(route.table) });
     } else if (managedTables.has(route.table)) {
       foreignRoutes.push(route);
     }
@@ -91,7 +88,6 @@ export function diff(desired: Desired, observed: Observed, network: (table: numb
     conflicts,
     foreignRoutes,
     foreignRules,
-    inPlace,
   };
 }
 

@@ -13,7 +13,12 @@ import { Backoff, systemClock, type Clock } from './limiter';
 export const NETWORKD_DROP_IN = '/etc/systemd/networkd.conf.d/dynmhs.conf';
 const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 30_000;
-const PACE_THRESHOLD_MS = 2;
+/** A pass that computed for less than this never waits for a burst to end. */
+const HOLD_THRESHOLD_MS = 0.5;
+/** Changes closer together than this are one burst. */
+const QUIET_MS = 5;
+/** The longest a pass waits for a burst to end: a storm still gets a pass this often. */
+const MAX_HOLD_MS = 250;
 
 export interface PassResult {
   readonly plans: readonly NetworkPlan[];
@@ -31,6 +36,22 @@ export interface ReconcilerOptions {
   readonly clock?: Clock;
   /** Called after every pass, with what it did. */
   readonly onPass?: (result: PassResult) => void;
+  /** Passes that computed at least this long wait for a burst of changes to end (default 0.5 ms). */
+  readonly holdThresholdMs?: number;
+}
+
+interface Installed {
+  readonly routes: ReadonlyMap<string, unknown>;
+  readonly rules: ReadonlySet<string>;
+  readonly missing: ReadonlySet<string>;
+}
+
+function nothingInstalled(): Installed {
+  return { routes: new Map(), rules: new Set(), missing: new Set() };
+}
+
+function wasInstalled(installed: Installed, key: string): boolean {
+  return (installed.routes.has(key) || installed.rules.has(key)) && !installed.missing.has(key);
 }
 
 export class Reconciler {
@@ -41,28 +62,44 @@ export class Reconciler {
   private retryTimer?: unknown;
   private retryDelay = 0;
   private stopped = false;
-  /** Keys of our objects that were in place at the end of the last pass. */
-  private installed = new Set<string>();
+  /**
+   * What was in place at the end of the last pass: everything it wanted (its desired
+   * routes, taken over as they are, and rules) but what it could not put there.
+   */
+  private installed = nothingInstalled();
   private readonly restores = new Backoff();
   private readonly reported = new Set<string>();
   private idleWaiters: Array<() => void> = [];
   /** CPU time of the last pass's own work (derive, diff, bookkeeping), without waiting for the kernel. */
   private lastComputeMs = 0;
-  private paceTimer?: unknown;
+  private holdTimer?: unknown;
+  /** When the current hold began; undefined when no pass is held. */
+  private holdStart?: number;
+  private lastChangeAt?: number;
   private last?: PassResult;
 
   constructor(private readonly options: ReconcilerOptions) {
     this.clock = options.clock ?? systemClock;
     // After a re-dump (events were lost), what is missing was not necessarily deleted by
     // anyone: start the restore accounting afresh rather than throttle honest re-adds.
-    options.kernel.on('resynced', () => this.installed.clear());
+    options.kernel.on('resynced', () => { this.installed = nothingInstalled(); });
   }
 
-  /** Something changed: run a pass soon (on the next tick, coalesced). */
+  /**
+   * Something changed: run a pass soon, on the next tick, coalesced. While changes keep
+   * coming (a burst: thousands of routes) and passes are expensive, wait for the burst to
+   * end: one pass over the result beats a full pass per handful of changes.
+   */
   markDirty(): void {
     if (this.stopped) return;
+    const now = this.clock.now();
+    const inBurst = this.lastChangeAt !== undefined && now - this.lastChangeAt < QUIET_MS;
+    this.lastChangeAt = now;
     this.dirty = true;
-    if (this.running !== undefined || this.scheduled || this.paceTimer !== undefined) return;
+    // A pass that is running or about to run picks this change up.
+    if (this.running !== undefined || this.scheduled) return;
+    if (inBurst && this.lastComputeMs >= (this.options.holdThresholdMs ?? HOLD_THRESHOLD_MS)) { this.hold(now); return; }
+    if (this.holdTimer !== undefined) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -84,7 +121,7 @@ export class Reconciler {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.retryTimer !== undefined) this.clock.clearTimeout(this.retryTimer);
-    if (this.paceTimer !== undefined) this.clock.clearTimeout(this.paceTimer);
+    if (this.holdTimer !== undefined) this.clock.clearTimeout(this.holdTimer);
     await this.running;
     this.dirty = false;
     this.notifyIdle();
@@ -103,26 +140,32 @@ export class Reconciler {
       })
       .finally(() => {
         this.running = undefined;
-        if (this.dirty) this.paced(); else this.notifyIdle();
+        if (this.dirty) this.afterBusyPass(); else this.notifyIdle();
       });
   }
 
-  /**
-   * The next pass right away, unless passes have become expensive (tens of thousands of
-   * routes during a burst): then wait as long as the last one computed, so the loop
-   * never takes more than about half the CPU and each pass takes in a larger batch.
-   */
-  private paced(): void {
-    if (this.lastComputeMs < PACE_THRESHOLD_MS) { this.kick(); return; }
-    if (this.paceTimer !== undefined) return;
-    this.paceTimer = this.clock.setTimeout(() => {
-      this.paceTimer = undefined;
+  /** Changes came in during the pass: the next one now, or when their burst is over. */
+  private afterBusyPass(): void {
+    const now = this.clock.now();
+    const inBurst = this.lastChangeAt !== undefined && now - this.lastChangeAt < QUIET_MS;
+    if (inBurst && this.lastComputeMs >= (this.options.holdThresholdMs ?? HOLD_THRESHOLD_MS)) this.hold(now);
+    else this.kick();
+  }
+
+  /** The pass waits until changes have been quiet for QUIET_MS, or MAX_HOLD_MS in all. */
+  private hold(now: number): void {
+    this.holdStart ??= now;
+    if (this.holdTimer !== undefined) this.clock.clearTimeout(this.holdTimer);
+    const wait = Math.min(QUIET_MS, this.holdStart + MAX_HOLD_MS - now);
+    this.holdTimer = this.clock.setTimeout(() => {
+      this.holdTimer = undefined;
+      this.holdStart = undefined;
       this.kick();
-    }, this.lastComputeMs);
+    }, Math.max(0, wait));
   }
 
   private notifyIdle(): void {
-    if (this.running !== undefined || this.dirty || this.scheduled || this.paceTimer !== undefined) return;
+    if (this.running !== undefined || this.dirty || this.scheduled || this.holdTimer !== undefined) return;
     const waiters = this.idleWaiters;
     this.idleWaiters = [];
     for (const resolve of waiters) resolve();
@@ -143,7 +186,7 @@ export class Reconciler {
 
   private async pass(): Promise<void> {
     const { kernel, log } = this.options;
-    const computeStart = performance.now();
+    const computeStart = this.clock.now();
     // A re-dump is under way: the cache may be stale. It says 'changed' when done.
     if (kernel.isResyncing()) return;
     const observed = kernel.observed();
@@ -156,14 +199,16 @@ export class Reconciler {
     const deletedByOthers = kernel.takeForeignDeletions();
     const now = this.clock.now();
     const operations: Operation[] = [];
+    // Wanted but not in place after this pass: held back, refused, or another's route in the way.
+    const missing = new Set<string>(plan.conflicts.map((c) => routeKey(c.wanted)));
     let heldBackMs = 0;
     for (const op of plan.operations) {
       const key = operationKey(op);
       // A restore: ours, in place after an earlier pass, and the kernel reported someone
       // else deleting it (not a flush, not a lost event, not our own delete's echo).
-      if ((op.kind === 'add-route' || op.kind === 'add-rule') && this.installed.has(key) && deletedByOthers.has(key)) {
+      if ((op.kind === 'add-route' || op.kind === 'add-rule') && deletedByOthers.has(key) && wasInstalled(this.installed, key)) {
         const wait = this.restores.take(key, now);
-        if (wait > 0) { heldBackMs = heldBackMs === 0 ? wait : Math.min(heldBackMs, wait); continue; }
+        if (wait > 0) { heldBackMs = heldBackMs === 0 ? wait : Math.min(heldBackMs, wait); missing.add(key); continue; }
         this.warnRestore(op, this.restores.count(key));
       }
       operations.push(op);
@@ -171,12 +216,14 @@ export class Reconciler {
     this.restores.prune(now);
 
     const device = (index: number): string => observed.links.get(index)?.name ?? `#${index}`;
-    // Rules are what users look for; route copies can be thousands, so they go to debug.
+    // Rules are what users look for; route copies can be thousands, so they go to debug
+    // (and are not even described when nobody reads debug).
+    const debugging = log.level() <= 1;
     for (const op of operations) {
       if (op.kind === 'add-rule' || op.kind === 'delete-rule') log.info(describeOperation(op, device));
-      else log.debug(describeOperation(op, device));
+      else if (debugging) log.debug(describeOperation(op, device));
     }
-    this.lastComputeMs = performance.now() - computeStart;
+    this.lastComputeMs = this.clock.now() - computeStart;
     const results: OperationResult[] = operations.length > 0 ? await kernel.apply(operations) : [];
 
     let added = 0;
@@ -187,19 +234,14 @@ export class Reconciler {
       const op = operations[i];
       if (!result.ok) {
         failed++;
+        missing.add(operationKey(op));
         if (op.network !== undefined) failedNetworks.add(op.network);
         log.error(`${describeOperation(op, device)} failed: ${result.code ?? 'unknown error'}; retrying with backoff`);
       } else if (op.kind.startsWith('delete')) removed++;
       else added++;
     });
 
-    // What is in place now: desired objects the kernel showed us, plus what we just added.
-    const installedNow = new Set(plan.inPlace);
-    results.forEach((result, i) => {
-      const op = operations[i];
-      if (result.ok && (op.kind === 'add-route' || op.kind === 'add-rule' || op.kind === 'replace-route')) installedNow.add(operationKey(op));
-    });
-    this.installed = installedNow;
+    this.installed = { routes: desired.routes, rules: new Set(desired.rules.map(ruleKey)), missing };
 
     if (operations.length > 0) {
       log.debug(`Pass applied ${added} addition${added === 1 ? '' : 's'}, ${removed} removal${removed === 1 ? '' : 's'}, ${failed} failure${failed === 1 ? '' : 's'}`);

@@ -37,6 +37,8 @@ export interface StartOptions {
   logDir?: string;
   /** Add `--no-dbus` (default true: these tests run without a system bus). */
   noDbus?: boolean;
+  /** Options for node itself, before the script (e.g. `--cpu-prof`, which NODE_OPTIONS refuses). */
+  nodeArgs?: readonly string[];
 }
 
 export class DaemonProcess {
@@ -73,7 +75,7 @@ export class DaemonProcess {
     if (opts.noDbus ?? true) fullArgs.push('--no-dbus');
     let child: ChildProcess;
     try {
-      child = spawn('ip', ['netns', 'exec', ns, process.execPath, DAEMON_MAIN, ...fullArgs], {
+      child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...(opts.nodeArgs ?? []), DAEMON_MAIN, ...fullArgs], {
         stdio: ['ignore', fd, fd],
         env: { ...process.env, ...opts.env },
       });

@@ -22,7 +22,7 @@ test('the DynMHS README scenario: each table mirrors its interface, rules for ea
     addr(4, '192.168.255.4'), addr(4, '169.254.7.7', 16),
   ], readmeRoutes);
   const { desired, plans } = derive(observed, [NET1, NET2]);
-  const t2000 = desired.routes.filter((r) => r.table === 2000);
+  const t2000 = [...desired.routes.values()].filter((r) => r.table === 2000);
   assert.deepEqual(t2000.map((r) => `${r.dst}/${r.dstLength} ${r.gateway ?? '-'} ${r.metric} ${r.scope} ${r.prefsrc ?? '-'}`).sort(), [
     '0.0.0.0/0 172.30.255.1 200 0 172.30.255.4',
     '172.30.255.0/24 - 200 253 172.30.255.4',
@@ -31,9 +31,9 @@ test('the DynMHS README scenario: each table mirrors its interface, rules for ea
     'fdff:b44d:605c::/64 - 200 0 -',
     'fe80::/64 - 256 0 -',
   ]);
-  assert.ok(desired.routes.every((r) => r.protocol === DYNMHS_PROTOCOL));
-  assert.equal(desired.routes.filter((r) => r.table === 3000).length, 2, 'wan2: its default and its fe80::/64');
-  assert.ok(!desired.routes.some((r) => r.dst === '198.51.100.0'), 'routes of other tables are not copied');
+  assert.ok([...desired.routes.values()].every((r) => r.protocol === DYNMHS_PROTOCOL));
+  assert.equal([...desired.routes.values()].filter((r) => r.table === 3000).length, 2, 'wan2: its default and its fe80::/64');
+  assert.ok(![...desired.routes.values()].some((r) => r.dst === '198.51.100.0'), 'routes of other tables are not copied');
   assert.deepEqual(desired.rules.map((r) => `${r.src}/${r.srcLength} ${r.table} ${r.priority}`).sort(), [
     '172.30.255.4/32 2000 2000',
     '192.168.255.4/32 3000 3000',
@@ -45,7 +45,7 @@ test('the DynMHS README scenario: each table mirrors its interface, rules for ea
 
 test('a network whose interface does not exist yet wants nothing, and says so in its plan', () => {
   const { desired, plans } = derive(observedOf([WAN1], [addr(3, '10.0.0.2')], []), [NET2]);
-  assert.deepEqual(desired, { routes: [], rules: [] });
+  assert.deepEqual(desired, { routes: new Map(), rules: [] });
   assert.equal(plans[0].link, undefined);
 });
 

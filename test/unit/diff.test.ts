@@ -1,20 +1,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { diff } from '../../src/reconcile/diff';
+import { desiredOf } from '../../src/policy/derive';
 import { WAN1, observedOf, ours, route, rule } from './fixtures';
 
 const mainDefault = route({ dst: '0.0.0.0', dstLength: 0, gateway: '10.1.0.1', oif: 3, metric: 200 });
 const mainPrefix = route({ dst: '10.1.0.0', dstLength: 24, oif: 3, scope: 253 });
 
 test('empty kernel: device routes, then gateway routes, then rules', () => {
-  const desired = { routes: [ours(mainDefault, 2000), ours(mainPrefix, 2000)], rules: [rule('10.1.0.2', 2000)] };
+  const desired = desiredOf([ours(mainDefault, 2000), ours(mainPrefix, 2000)], [rule('10.1.0.2', 2000)]);
   const plan = diff(desired, observedOf([WAN1], [], []));
   assert.deepEqual(plan.operations.map((op) => op.kind), ['add-route', 'add-route', 'add-rule']);
   assert.equal(plan.operations[0].kind === 'add-route' && plan.operations[0].route.gateway, undefined);
 });
 
 test('converged: nothing to do', () => {
-  const desired = { routes: [ours(mainDefault, 2000)], rules: [rule('10.1.0.2', 2000)] };
+  const desired = desiredOf([ours(mainDefault, 2000)], [rule('10.1.0.2', 2000)]);
   const plan = diff(desired, observedOf([WAN1], [], [mainDefault, ours(mainDefault, 2000)], [rule('10.1.0.2', 2000)]));
   assert.deepEqual(plan.operations, []);
 });
@@ -24,7 +25,7 @@ test('stale entries of ours go, rules before routes; foreign entries stay and ar
   const foreignRule = rule('10.9.9.9', 2000, 0);
   const stale = ours(route({ dst: '10.7.0.0', dstLength: 16, oif: 3 }), 2000);
   const observed = observedOf([WAN1], [], [ours(mainDefault, 2000), stale, foreignRoute], [rule('10.1.0.3', 2000), foreignRule]);
-  const plan = diff({ routes: [ours(mainDefault, 2000)], rules: [rule('10.1.0.2', 2000)] }, observed);
+  const plan = diff(desiredOf([ours(mainDefault, 2000)], [rule('10.1.0.2', 2000)]), observed);
   assert.deepEqual(plan.operations.map((op) => op.kind), ['add-rule', 'delete-rule', 'delete-route']);
   assert.deepEqual(plan.foreignRoutes, [foreignRoute]);
   assert.deepEqual(plan.foreignRules, [foreignRule]);
@@ -32,16 +33,16 @@ test('stale entries of ours go, rules before routes; foreign entries stay and ar
 
 test('never deletes protocol-249 entries in main, local or default', () => {
   const inMain = { ...mainDefault, protocol: 249 };
-  const plan = diff({ routes: [], rules: [] }, observedOf([WAN1], [], [inMain], [rule('10.1.0.2', 254)]));
+  const plan = diff(desiredOf([], []), observedOf([WAN1], [], [inMain], [rule('10.1.0.2', 254)]));
   assert.deepEqual(plan.operations, []);
 });
 
 test('a changed route is replaced in place; a foreign route holding our key is a conflict, not touched', () => {
   const changed = { ...ours(mainDefault, 2000), prefsrc: '10.1.0.2' };
-  let plan = diff({ routes: [changed], rules: [] }, observedOf([WAN1], [], [ours(mainDefault, 2000)]));
+  let plan = diff(desiredOf([changed], []), observedOf([WAN1], [], [ours(mainDefault, 2000)]));
   assert.deepEqual(plan.operations.map((op) => op.kind), ['replace-route']);
   const squatter = { ...mainDefault, table: 2000, protocol: 4 };
-  plan = diff({ routes: [ours(mainDefault, 2000)], rules: [] }, observedOf([WAN1], [], [squatter]));
+  plan = diff(desiredOf([ours(mainDefault, 2000)], []), observedOf([WAN1], [], [squatter]));
   assert.deepEqual(plan.operations, []);
   assert.equal(plan.conflicts.length, 1);
 });
@@ -49,6 +50,6 @@ test('a changed route is replaced in place; a foreign route holding our key is a
 test('shutdown: diff against nothing removes exactly our entries', () => {
   const observed = observedOf([WAN1], [], [mainDefault, ours(mainDefault, 2000), { ...mainDefault, table: 2000, metric: 5, protocol: 4 }],
     [rule('10.1.0.2', 2000), rule('10.1.0.2', 2000, 0)]);
-  const plan = diff({ routes: [], rules: [] }, observed);
+  const plan = diff(desiredOf([], []), observed);
   assert.deepEqual(plan.operations.map((op) => `${op.kind} ${op.kind.endsWith('rule') ? '' : ''}`.trim()), ['delete-rule', 'delete-route']);
 });

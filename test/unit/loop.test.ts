@@ -99,3 +99,44 @@ test('a thousand marks while a pass runs give at most one more pass', async () =
   await loop.idle();
   assert.equal(passes.length - before, 1);
 });
+
+test('a burst of changes waits for quiet (or 250 ms at most) once passes are expensive; a lone change does not wait', async () => {
+  const kernel = new FakeKernel();
+  const clock = new FakeClock();
+  const passes: PassResult[] = [];
+  // Every pass counts as expensive here; the fake clock decides what is a burst.
+  const loop = new Reconciler({ kernel, clock, log: recordingLogger(), networks: () => [NET1], onPass: (p) => passes.push(p), holdThresholdMs: 0 });
+  kernel.on('changed', () => loop.markDirty());
+  kernel.addLink(WAN1);
+  kernel.addAddress(addr(3, '10.1.0.2'));
+  await loop.idle();
+  assert.equal(passes.length, 1, 'a lone change (after quiet) runs at once');
+
+  clock.advance(100);
+  const settled = (): Promise<void> => new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+  for (let i = 0; i < 10; i++) {
+    kernel.addRoute(route({ dst: `198.51.100.${i}`, dstLength: 32, gateway: '10.1.0.1', oif: 3 }));
+    await settled();
+    clock.advance(1);
+  }
+  assert.equal(passes.length, 2, 'the first change of the burst ran at once, the rest wait');
+  clock.advance(3);
+  await settled();
+  assert.equal(passes.length, 2, 'not quiet for 5 ms yet');
+  clock.advance(1);
+  await loop.idle();
+  assert.equal(passes.length, 3, 'one pass for the rest of the burst');
+  assert.ok(kernel.hasRoute(ours(route({ dst: '198.51.100.9', dstLength: 32, gateway: '10.1.0.1', oif: 3 }), 2000)));
+
+  // A storm that never goes quiet still gets a pass every 250 ms.
+  clock.advance(100);
+  const before = passes.length;
+  for (let i = 0; i < 300; i++) {
+    kernel.addRoute(route({ dst: `198.51.101.${i % 250}`, dstLength: 32, gateway: '10.1.0.1', oif: 3, metric: i }));
+    await settled();
+    clock.advance(1);
+  }
+  assert.ok(passes.length - before >= 2 && passes.length - before <= 4, `passes during a 300 ms storm: ${passes.length - before}`);
+  clock.advance(10);
+  await loop.idle();
+});
