@@ -1,4 +1,4 @@
-// `sudo node dist/bench/managers.js`: latency from a network manager's D-Bus report to the
+// `sudo npm run bench` (section 7), or alone `sudo node dist/bench/managers.js`: latency from a network manager's D-Bus report to the
 // daemon's full policy in the kernel, against real NetworkManager and systemd-networkd in
 // throwaway namespaces (test/managers/harness.ts). Not a timed test.
 //
@@ -117,33 +117,47 @@ async function benchNetworkd(tb: Testbed, state: string): Promise<number[]> {
   return samples;
 }
 
-async function main(): Promise<void> {
+export interface ManagerRow { name: string; runs: number; p50_ms: number; p99_ms: number; min_ms: number; max_ms: number }
+export type ManagersResult =
+  | { skipped: string }
+  | { rows: ManagerRow[]; samples: { networkmanager: number[]; networkd: number[] } };
+
+/** Both measurements on a throwaway testbed (also section (7) of `npm run bench`). */
+export async function benchManagers(): Promise<ManagersResult> {
   const skip = skipReason();
-  if (skip) {
-    process.stdout.write(`managers benchmark skipped: ${skip}\n`);
-    return;
-  }
+  if (skip) return { skipped: skip };
   const tb = await Testbed.create({ nm: true, networkd: true });
   const state = mkdtempSync(join(tmpdir(), 'dynmhs-bench-state-'));
   try {
     const nm = await benchNetworkManager(tb, join(state, 'nm'));
     const nd = await benchNetworkd(tb, join(state, 'nd'));
-    const row = (name: string, xs: number[]) => ({ name, runs: xs.length, p50_ms: round(percentile(xs, 50)), p99_ms: round(percentile(xs, 99)), min_ms: round(Math.min(...xs)), max_ms: round(Math.max(...xs)) });
+    const row = (name: string, xs: number[]): ManagerRow => ({ name, runs: xs.length, p50_ms: round(percentile(xs, 50)), p99_ms: round(percentile(xs, 99)), min_ms: round(Math.min(...xs)), max_ms: round(Math.max(...xs)) });
     const rows = [row('NetworkManager ACTIVATED signal -> rule + default route in kernel', nm), row('networkd link-managed signal -> rule + default route in kernel', nd)];
-    for (const r of rows) process.stdout.write(`${r.name.padEnd(68)} n=${r.runs} p50 ${r.p50_ms} ms  p99 ${r.p99_ms} ms  (min ${r.min_ms}, max ${r.max_ms})\n`);
-    mkdirSync(RESULTS, { recursive: true });
-    const file = join(RESULTS, `managers-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-    writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), rows, samples: { networkmanager: nm, networkd: nd } }, null, 2)}\n`);
-    process.stdout.write(`written ${file}\n`);
+    return { rows, samples: { networkmanager: nm, networkd: nd } };
   } finally {
     await tb.destroy();
     rmSync(state, { recursive: true, force: true });
   }
 }
 
+async function main(): Promise<void> {
+  const result = await benchManagers();
+  if ('skipped' in result) {
+    process.stdout.write(`managers benchmark skipped: ${result.skipped}\n`);
+    return;
+  }
+  for (const r of result.rows) process.stdout.write(`${r.name.padEnd(68)} n=${r.runs} p50 ${r.p50_ms} ms  p99 ${r.p99_ms} ms  (min ${r.min_ms}, max ${r.max_ms})\n`);
+  mkdirSync(RESULTS, { recursive: true });
+  const file = join(RESULTS, `managers-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), ...result }, null, 2)}\n`);
+  process.stdout.write(`written ${file}\n`);
+}
+
 const round = (x: number): number => Math.round(x * 100) / 100;
 
-main().catch((error: Error) => {
-  process.stderr.write(`managers benchmark failed: ${error.stack ?? error.message}\n`);
-  process.exitCode = 1;
-});
+if (require.main === module) {
+  main().catch((error: Error) => {
+    process.stderr.write(`managers benchmark failed: ${error.stack ?? error.message}\n`);
+    process.exitCode = 1;
+  });
+}

@@ -8,10 +8,12 @@
 //  (4) SIGTERM with 10,000 mirrored routes → clean and exited
 //  (5) idle RSS, CPU and context switches over 30 s
 //  (6) the kernel's own `ip -batch` time for 10,000 route adds into a table and 10,000 deletes
+//  (7) NetworkManager / systemd-networkd reporting a connection up → its policy in the kernel
+//      (real managers on a private bus: bench/managers.ts; BENCH_MANAGER_RUNS per manager)
 //
 // Environment: BENCH_RUNS (default 200 latency runs per family), BENCH_IDLE_S (default 30),
 // BENCH_SETTLE_S (default 25: wait after convergence before the idle window),
-// BENCH_ONLY (comma list of idle,startup,burst: run only these; the kernel reference always runs),
+// BENCH_ONLY (comma list of idle,startup,burst,managers: run only these; the kernel reference always runs),
 // BENCH_DAEMON_NODE_ARGS (node options for the daemon only, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`),
 // BENCH_DAEMON_ARGS (more daemon options, e.g. `--loglevel 1`).
 
@@ -23,6 +25,7 @@ import { performance } from 'node:perf_hooks';
 import { DaemonProcess, leftovers, networkArgs, waitConverged } from '../test/helpers/daemon';
 import { convergence, netnsSkipReason, README_NETS, Topology, WAN1, WAN2 } from '../test/helpers/netns';
 import { sleep } from '../test/helpers/wait';
+import { benchManagers } from './managers';
 
 const PROBE = resolve(__dirname, 'probe.js');
 const RESULTS = resolve(__dirname, '..', '..', 'bench', 'results');
@@ -38,7 +41,7 @@ async function stopDaemon(d: DaemonProcess): Promise<void> {
   d.signal('SIGTERM');
   await d.waitExit(10000).catch(() => d.killNow());
 }
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'idle,startup,burst').split(',').map((x) => x.trim()));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'idle,startup,burst,managers').split(',').map((x) => x.trim()));
 const DAEMON_ENV = { nodeArgs: (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '') };
 const now = (): number => performance.timeOrigin + performance.now();
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
@@ -158,7 +161,7 @@ async function main(): Promise<number> {
   const results: Record<string, unknown> = {
     date: new Date().toISOString(), node: process.version, kernel: release(), cpu: cpus()[0]?.model, cpus: cpus().length,
     commit: spawnSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim(),
-    targets: { latencyP50Ms: 1, latencyP99Ms: 5, startupRatio: 2, burstRatio: 2, sigtermMs: 1000, idleRssMb: 60, idleWakeups: 0 },
+    targets: { latencyP50Ms: 1, latencyP99Ms: 5, startupRatio: 2, burstRatio: 2, sigtermMs: 1000, idleRssMb: 60, idleWakeups: 0, managerSignalToPolicyMs: 20 },
   };
   const args = ['--loglevel', '2', ...(process.env.BENCH_DAEMON_ARGS ?? '').split(' ').filter((a) => a !== '')];
 
@@ -272,6 +275,12 @@ async function main(): Promise<number> {
     }
   });
 
+  // (7) the network managers
+  if (ONLY.has('managers')) {
+    console.error(`(7) NetworkManager and systemd-networkd → policy in the kernel …`);
+    results.managers = await benchManagers();
+  }
+
   // ---- report ----
   const lv4 = results.latencyV4 as { addrEventToRule?: { p50: number; p99: number }; delAddrEventToRuleGone?: { p50: number; p99: number } } | undefined;
   const lv6 = results.latencyV6 as typeof lv4;
@@ -291,6 +300,13 @@ async function main(): Promise<number> {
   if (bu) rows.push(['(3) burst 10k adds → all mirrored', `${bu.convergeMs === null ? 'NOT converged' : Math.round(bu.convergeMs) + ' ms'} (${bu.ratioVsKernelAdd ?? '-'}× kernel), lost ${bu.lost}${bu.daemonAlive ? '' : ', DAEMON DIED'}`, '≤ 2× kernel, 0 lost']);
   if (sg) rows.push(['(4) SIGTERM with 10k mirrored → exited', `${Math.round(sg.exitMs)} ms, exit ${sg.exitCode}, leftovers ${sg.leftovers}`, '< 1000 ms, clean']);
   if (idle) rows.push(['(5) idle RSS / CPU / ctx switches (30 s)', `${idle.rssMb} MB / ${idle.cpuPercent} % / main ${idle.ctxSwitchesMainThread}, all ${idle.ctxSwitchesAllThreads}`, '< 60 MB, no wake-ups']);
+  const managers = results.managers as Awaited<ReturnType<typeof benchManagers>> | undefined;
+  if (managers !== undefined && 'skipped' in managers) rows.push(['(7) managers → policy in the kernel', `skipped: ${managers.skipped}`, '< 20 ms']);
+  else if (managers !== undefined) {
+    const [nm, nd] = managers.rows;
+    rows.push(['(7) NM ACTIVATED → rule + route p50 / p99', `${nm.p50_ms} / ${nm.p99_ms} ms (n=${nm.runs})`, '< 20 ms']);
+    rows.push(['(7) networkd link up → rule + route p50 / p99', `${nd.p50_ms} / ${nd.p99_ms} ms (n=${nd.runs})`, '< 20 ms']);
+  }
   rows.push(['(6) kernel ip -batch 10k adds / 10k deletes', `${Math.round(kernel.add10kTableMs)} / ${Math.round(kernel.del10kTableMs)} ms (main adds ${Math.round(kernel.add10kMainMs)} ms)`, 'reference']);
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => r[1].length));
