@@ -65,12 +65,15 @@ export class Daemon extends EventEmitter implements DaemonControl {
   async start(): Promise<void> {
     const { kernel, log } = this.options;
     await kernel.start();
-    kernel.on('changed', this.onKernelChanged);
     if (this.config.source !== 'static' && this.options.connections !== undefined) {
       this.connections = this.options.connections(this.config, (table) => this.tableInUse(table));
-      this.connections.on('changed', this.onConnectionsChanged);
       await this.connections.start();
+      this.connections.on('changed', this.onConnectionsChanged);
     }
+    // No pass before the connection source has reported what is up: one with no networks
+    // yet would remove everything a killed predecessor left, only to add it back moments
+    // later. Kernel changes meanwhile are in the cache; the pass below sees them.
+    kernel.on('changed', this.onKernelChanged);
     for (const network of this.networks()) {
       const exists = [...kernel.observed().links.values()].some((l) => l.name === network.interfaceName);
       if (!exists) log.info(`Interface ${network.interfaceName} does not exist yet; table ${network.table} and its rules follow when it appears`);

@@ -340,70 +340,100 @@ export class Topology {
     for (const ns of this.namespaces) deleteNamespace(ns);
   }
 
-  // ---- traffic proof ----
+  // ---- traffic proof (see the functions below; these work on the host namespace) ----
 
-  /**
-   * nftables counters in the host namespace: ICMP/ICMPv6 echo requests leaving per
-   * interface (postrouting, so after the routing decision).
-   */
   installCounters(ifNames: readonly string[] = ['wan1', 'wan2']): void {
-    const counters: string[] = [];
-    const rules: string[] = [];
-    for (const i of ifNames) {
-      counters.push(`  counter ${i}_v4 { }`, `  counter ${i}_v6 { }`);
-      rules.push(
-        `    oifname "${i}" icmp type echo-request counter name "${i}_v4"`,
-        `    oifname "${i}" icmpv6 type echo-request counter name "${i}_v6"`,
-      );
-    }
-    const ruleset = [
-      'table inet dmhcount {',
-      ...counters,
-      '  chain post {',
-      '    type filter hook postrouting priority 0; policy accept;',
-      ...rules,
-      '  }',
-      '}',
-    ].join('\n');
-    this.exec('nft', ['-f', '-'], this.host, ruleset + '\n');
+    installEchoCounters(this.host, ifNames);
   }
 
   resetCounters(): void {
-    this.exec('nft', ['reset', 'counters', 'table', 'inet', 'dmhcount']);
+    resetEchoCounters(this.host);
   }
 
-  /** Echo requests counted per interface for one family since the last reset. */
   readCounters(fam: Fam): Record<string, number> {
-    const j = JSON.parse(this.exec('nft', ['-j', 'list', 'counters', 'table', 'inet', 'dmhcount'])) as
-      { nftables: { counter?: { name: string; packets: number } }[] };
-    const out: Record<string, number> = {};
-    for (const e of j.nftables) {
-      if (!e.counter) continue;
-      const m = /^(.*)_v([46])$/.exec(e.counter.name);
-      if (m && Number(m[2]) === fam) out[m[1]!] = e.counter.packets;
-    }
-    return out;
+    return readEchoCounters(this.host, fam);
   }
 
-  /** Ping the internet server from a source address in the host ns; true if any reply came. */
   ping(source: string, count = 3, target?: string): { ok: boolean; output: string } {
-    const fam: Fam = source.includes(':') ? 6 : 4;
-    const dst = target ?? (fam === 4 ? SERVER4 : SERVER6);
-    const r = spawnSync('ip', ['netns', 'exec', this.host, 'ping', `-${fam}`, '-n', '-q',
-      '-c', String(count), '-i', '0.02', '-W', '1', '-I', source, dst], { encoding: 'utf8' });
-    return { ok: r.status === 0, output: (r.stdout ?? '') + (r.stderr ?? '') };
+    return pingFrom(this.host, source, count, target);
   }
 
-  /**
-   * Reset the counters, ping from `source`, and say through which interfaces the echo
-   * requests left: e.g. { wan1: 3, wan2: 0 }.
-   */
-  pathOf(source: string, count = 3): { counts: Record<string, number>; ok: boolean; output: string } {
-    const fam: Fam = source.includes(':') ? 6 : 4;
-    this.resetCounters();
-    const p = this.ping(source, count);
-    return { counts: this.readCounters(fam), ok: p.ok, output: p.output };
+  pathOf(source: string, count = 3): EchoPath {
+    return echoPathOf(this.host, source, count);
   }
+}
+
+// ---- traffic proof, in any namespace ----
+
+/**
+ * nftables counters in namespace `ns`: ICMP/ICMPv6 echo requests leaving per interface
+ * (postrouting, so after the routing decision).
+ */
+export function installEchoCounters(ns: string, ifNames: readonly string[] = ['wan1', 'wan2']): void {
+  const counters: string[] = [];
+  const rules: string[] = [];
+  for (const i of ifNames) {
+    counters.push(`  counter ${i}_v4 { }`, `  counter ${i}_v6 { }`);
+    rules.push(
+      `    oifname "${i}" icmp type echo-request counter name "${i}_v4"`,
+      `    oifname "${i}" icmpv6 type echo-request counter name "${i}_v6"`,
+    );
+  }
+  const ruleset = [
+    'table inet dmhcount {',
+    ...counters,
+    '  chain post {',
+    '    type filter hook postrouting priority 0; policy accept;',
+    ...rules,
+    '  }',
+    '}',
+  ].join('\n');
+  run('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], ruleset + '\n');
+}
+
+export function resetEchoCounters(ns: string): void {
+  run('ip', ['netns', 'exec', ns, 'nft', 'reset', 'counters', 'table', 'inet', 'dmhcount']);
+}
+
+/** Echo requests counted per interface for one family since the last reset. */
+export function readEchoCounters(ns: string, fam: Fam): Record<string, number> {
+  const j = JSON.parse(run('ip', ['netns', 'exec', ns, 'nft', '-j', 'list', 'counters', 'table', 'inet', 'dmhcount'])) as
+    { nftables: { counter?: { name: string; packets: number } }[] };
+  const out: Record<string, number> = {};
+  for (const e of j.nftables) {
+    if (!e.counter) continue;
+    const m = /^(.*)_v([46])$/.exec(e.counter.name);
+    if (m && Number(m[2]) === fam) out[m[1]!] = e.counter.packets;
+  }
+  return out;
+}
+
+/** Ping the internet server (or `target`) from a source address in `ns`; ok if any reply came. */
+export function pingFrom(ns: string, source: string, count = 3, target?: string): { ok: boolean; output: string } {
+  const fam: Fam = source.includes(':') ? 6 : 4;
+  const dst = target ?? (fam === 4 ? SERVER4 : SERVER6);
+  const r = spawnSync('ip', ['netns', 'exec', ns, 'ping', `-${fam}`, '-n', '-q',
+    '-c', String(count), '-i', '0.02', '-W', '1', '-I', source, dst], { encoding: 'utf8' });
+  return { ok: r.status === 0, output: (r.stdout ?? '') + (r.stderr ?? '') };
+}
+
+export interface EchoPath {
+  /** Echo requests per interface, e.g. { wan1: 3, wan2: 0 }. */
+  readonly counts: Record<string, number>;
+  /** A reply came back. */
+  readonly ok: boolean;
+  readonly output: string;
+}
+
+/**
+ * Reset the counters, ping from `source`, and say through which interfaces the echo
+ * requests left.
+ */
+export function echoPathOf(ns: string, source: string, count = 3): EchoPath {
+  const fam: Fam = source.includes(':') ? 6 : 4;
+  resetEchoCounters(ns);
+  const p = pingFrom(ns, source, count);
+  return { counts: readEchoCounters(ns, fam), ok: p.ok, output: p.output };
 }
 
 // ---- comparing tables ----

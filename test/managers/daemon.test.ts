@@ -4,59 +4,15 @@
 // the test's own namespaces).
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { Testbed, skipReason, waitFor, run } from './harness';
-import { percentile, SignalRecorder, summary } from './util';
+import { join } from 'node:path';
+import { Testbed, skipReason, waitFor } from './harness';
+import { daemonRunning, defaultRoutes, percentile, SignalRecorder, sourceRules, startDaemon, summary } from './util';
+import type { DaemonProcess } from '../helpers/daemon';
 import { linkPath, networkdManaged, withLinkProperties, type NetworkdLink } from '../../src/sources/networkd-facts';
 
 const skip = skipReason();
-const MAIN = resolve(__dirname, '../../src/main.js');
-
-interface KernelRule { src?: string; table?: string | number; priority?: number }
-
-async function rules(ns: string): Promise<Array<{ src: string; table: string; priority: number }>> {
-  const out: Array<{ src: string; table: string; priority: number }> = [];
-  for (const family of ['-4', '-6']) {
-    const { stdout } = await run('ip', ['-n', ns, '-j', family, 'rule', 'show']);
-    for (const r of JSON.parse(stdout || '[]') as KernelRule[]) {
-      if (r.src !== undefined) out.push({ src: r.src, table: String(r.table), priority: r.priority ?? -1 });
-    }
-  }
-  return out;
-}
-
-async function defaultRoutes(ns: string, table: number): Promise<string[]> {
-  const v4 = (await run('ip', ['-n', ns, '-4', 'route', 'show', 'table', String(table), 'default'])).stdout.trim();
-  const v6 = (await run('ip', ['-n', ns, '-6', 'route', 'show', 'table', String(table), 'default'])).stdout.trim();
-  return [v4, v6].filter((s) => s !== '');
-}
-
-/** The daemon as a child process; its log lines are collected. */
-class DaemonProcess {
-  readonly lines: string[] = [];
-  private exited: Promise<number | null>;
-  constructor(readonly child: ChildProcess) {
-    const collect = (d: Buffer): void => { for (const l of d.toString().split('\n')) if (l) this.lines.push(l); };
-    child.stdout!.on('data', collect);
-    child.stderr!.on('data', collect);
-    this.exited = new Promise((r) => child.once('exit', (code) => r(code)));
-  }
-  static start(tb: Testbed, ns: string, bus: string, args: string[]): DaemonProcess {
-    return new DaemonProcess(tb.spawnHelper('dynmhs', 'ip', ['netns', 'exec', ns, 'env', `DBUS_SYSTEM_BUS_ADDRESS=${bus}`, process.execPath, MAIN, ...args]));
-  }
-  async ready(): Promise<void> {
-    await waitFor('dynmhs running', () => this.lines.some((l) => /dynmhs running/.test(l)), 20_000);
-  }
-  /** SIGTERM to this PID; resolves with the exit code. */
-  async stop(): Promise<number | null> {
-    if (this.child.exitCode === null && this.child.pid) process.kill(this.child.pid, 'SIGTERM');
-    return this.exited;
-  }
-}
-
 describe('dynmhs daemon with --source networkmanager (real NetworkManager)', { skip, timeout: 170_000 }, () => {
   let tb: Testbed;
   let daemon: DaemonProcess;
@@ -68,8 +24,8 @@ describe('dynmhs daemon with --source networkmanager (real NetworkManager)', { s
     state = mkdtempSync(join(tmpdir(), 'dynmhs-state-'));
     await tb.startNetworkManager();
     await tb.addNmProfiles();
-    daemon = DaemonProcess.start(tb, ns(), tb.nmBus, ['--source', 'networkmanager', '--state-directory', state, '--no-dbus', '--loglevel', '1', '--logcolor', 'off']);
-    await daemon.ready();
+    daemon = startDaemon(tb, ns(), tb.nmBus, ['--source', 'networkmanager', '--state-directory', state, '--loglevel', '1', '--logcolor', 'off']);
+    await daemonRunning(daemon);
   });
 
   after(async () => {
@@ -83,10 +39,10 @@ describe('dynmhs daemon with --source networkmanager (real NetworkManager)', { s
     assert.ok(addrs.length >= 2, `${dev} has a DHCPv4 and a SLAAC address: ${addrs.join(' ')}`);
     let last: unknown;
     await waitFor(`rules for ${dev} -> ${table}`, async () => {
-      const r = await rules(ns());
+      const r = await sourceRules(ns());
       last = r;
       return addrs.every((a) => r.some((x) => x.src === a && x.table === String(table) && x.priority === table));
-    }, 10_000).catch((e: Error) => { throw new Error(`${e.message}; addresses ${addrs.join(' ')}; rules ${JSON.stringify(last)}; daemon: ${daemon.lines.slice(-15).join(' | ')}`); });
+    }, 10_000).catch((e: Error) => { throw new Error(`${e.message}; addresses ${addrs.join(' ')}; rules ${JSON.stringify(last)}; daemon: ${daemon.output().slice(-2000)}`); });
     await waitFor(`default routes in table ${table}`, async () => (await defaultRoutes(ns(), table)).length === 2, 10_000);
     return addrs;
   };
@@ -110,9 +66,9 @@ describe('dynmhs daemon with --source networkmanager (real NetworkManager)', { s
 
   test('nmcli con down wan1: its rules and routes go, wan2\'s stay', async () => {
     await tb.nmcli('con', 'down', 'wan1');
-    await waitFor('wan1 rules gone', async () => !(await rules(ns())).some((r) => r.table === '10000'), 10_000);
+    await waitFor('wan1 rules gone', async () => !(await sourceRules(ns())).some((r) => r.table === '10000'), 10_000);
     assert.deepEqual(await defaultRoutes(ns(), 10000), []);
-    const r = await rules(ns());
+    const r = await sourceRules(ns());
     assert.ok(wan2Addrs.every((a) => r.some((x) => x.src === a && x.table === '10001')));
     assert.ok(!r.some((x) => wan1Addrs.includes(x.src)));
   });
@@ -143,7 +99,7 @@ describe('dynmhs daemon with --source networkmanager (real NetworkManager)', { s
         const activated = await waitFor('ACTIVATED', () => rec.signals.slice(mark).find((s) => s.body[0] === 2), 5_000);
         samples.push(Math.max(rule.at, route.at) - activated.at);
         await tb.nmcli('con', 'down', 'lat1');
-        await waitFor('rule removed', async () => !(await rules(ns())).some((r) => r.src === addr), 5_000);
+        await waitFor('rule removed', async () => !(await sourceRules(ns())).some((r) => r.src === addr), 5_000);
       }
     } finally {
       await rec.close();
@@ -159,7 +115,7 @@ describe('dynmhs daemon with --source networkmanager (real NetworkManager)', { s
     await tb.nmcli('-w', '60', 'con', 'up', 'wan1');
     await expectRules('wan1', 10000);
     assert.equal(await daemon.stop(), 0);
-    const r = await rules(ns());
+    const r = await sourceRules(ns());
     assert.ok(!r.some((x) => x.table === '10000' || x.table === '10001'), JSON.stringify(r));
   });
 });
@@ -184,7 +140,7 @@ describe('dynmhs daemon with --source networkd (real systemd-networkd)', { skip,
   async function allRulesPresent(): Promise<Map<string, string>> {
     const want = new Map<string, string>();
     for (const dev of ['wan1', 'wan2']) for (const a of [...await tb.addresses(ns(), dev, 4), ...await tb.addresses(ns(), dev, 6)]) want.set(a, dev);
-    const r = await rules(ns());
+    const r = await sourceRules(ns());
     const tables = new Map<string, string>();
     for (const [a, dev] of want) {
       const hit = r.find((x) => x.src === a && Number(x.table) >= 10000);
@@ -210,15 +166,15 @@ describe('dynmhs daemon with --source networkd (real systemd-networkd)', { skip,
   test('networkd with default ManageForeignRoutingPolicyRules=yes: reconfigure deletes our rules, the daemon restores them', async (t) => {
     await tb.startNetworkd();
     await tb.networkdWaitOnline();
-    daemon = DaemonProcess.start(tb, ns(), tb.ndBus, ['--source', 'networkd', '--state-directory', state, '--no-dbus', '--loglevel', '1', '--logcolor', 'off']);
-    await daemon.ready();
+    daemon = startDaemon(tb, ns(), tb.ndBus, ['--source', 'networkd', '--state-directory', state, '--loglevel', '1', '--logcolor', 'off']);
+    await daemonRunning(daemon);
     const before = await waitFor('rules for wan1 and wan2', () => allRulesPresent().then((m) => (m.size >= 4 ? m : undefined)), 20_000);
     const wan2 = [...before].filter(([, v]) => v.startsWith('wan2:')).map(([a]) => a);
     const lines = await reconfigureWatchingRules();
     const deleted = lines.filter((l) => l.startsWith('Deleted') && wan2.some((a) => l.includes(`from ${a} lookup`)));
     assert.ok(deleted.length > 0, `networkd deleted wan2's rules on reconfiguring wan1: ${lines.join(' | ')}`);
     assert.deepEqual(await allRulesPresent(), before, 'all rules restored, same tables');
-    const warnings = daemon.lines.filter((l) => /\[warning\]/.test(l));
+    const warnings = daemon.output().split('\n').filter((l) => /\[warning\]/.test(l));
     t.diagnostic(`daemon warnings: ${warnings.join(' | ')}`);
   });
 
@@ -228,8 +184,8 @@ describe('dynmhs daemon with --source networkd (real systemd-networkd)', { skip,
     await tb.stopNetworkd();
     await tb.startNetworkd({ manageForeignRoutingPolicyRules: false, manageForeignRoutes: false });
     await tb.networkdWaitOnline();
-    daemon = DaemonProcess.start(tb, ns(), tb.ndBus, ['--source', 'networkd', '--state-directory', state, '--no-dbus', '--loglevel', '1', '--logcolor', 'off']);
-    await daemon.ready();
+    daemon = startDaemon(tb, ns(), tb.ndBus, ['--source', 'networkd', '--state-directory', state, '--loglevel', '1', '--logcolor', 'off']);
+    await daemonRunning(daemon);
     const before = await waitFor('rules for wan1 and wan2', () => allRulesPresent().then((m) => (m.size >= 4 ? m : undefined)), 20_000);
     const wan2 = [...before].filter(([, v]) => v.startsWith('wan2:')).map(([a]) => a);
     const lines = await reconfigureWatchingRules();
@@ -248,7 +204,7 @@ describe('dynmhs daemon with --source networkd (real systemd-networkd)', { skip,
     try {
       for (let i = 0; i < 20; i++) {
         await tb.networkctl('down', 'wan1');
-        await waitFor('wan1 rules gone', async () => (await rules(ns())).filter((r) => Number(r.table) >= 10000).length <= 2, 5_000);
+        await waitFor('wan1 rules gone', async () => (await sourceRules(ns())).filter((r) => Number(r.table) >= 10000).length <= 2, 5_000);
         const mark = rec.signals.length;
         const from = seen.length;
         await tb.networkctl('up', 'wan1');

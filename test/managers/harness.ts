@@ -10,6 +10,7 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SERVER4, SERVER6 } from '../helpers/netns';
 
 export const NM_BINARY = '/usr/sbin/NetworkManager';
 export const NETWORKD_BINARY = '/lib/systemd/systemd-networkd';
@@ -103,8 +104,19 @@ export interface TestbedOptions {
   readonly networkd?: boolean;
   /** Put both managers on one bus (for `auto` mode). Default false. */
   readonly sharedBus?: boolean;
-  /** dnsmasq lease time. Default 10m. */
+  /** dnsmasq lease time. Default 10m (dnsmasq never hands out less than 2m). */
   readonly leaseTime?: string;
+  /**
+   * DHCPv4 renewal time T1 (option 58) the ISPs hand out, in seconds; T2 (option 59) is
+   * T1 + 2. Lets a test see a real lease renewal within seconds although dnsmasq's
+   * shortest lease is 2 minutes. Default: dnsmasq's own (T1 = half the lease).
+   */
+  readonly renewalSeconds?: number;
+  /**
+   * Add an "internet" namespace behind both ISPs (server SERVER4/SERVER6 on its loopback),
+   * so traffic from a manager namespace has somewhere to go through either ISP. Default false.
+   */
+  readonly internet?: boolean;
 }
 
 export interface NetworkdStartOptions {
@@ -128,7 +140,7 @@ export class Testbed {
   readonly run: string;
   readonly logs: string;
   readonly state: string;
-  readonly ns: { readonly nm: string; readonly nd: string; readonly isp1: string; readonly isp2: string };
+  readonly ns: { readonly nm: string; readonly nd: string; readonly isp1: string; readonly isp2: string; readonly inet: string };
   readonly nmBus: string;
   readonly ndBus: string;
   private readonly created: string[] = [];
@@ -147,14 +159,17 @@ export class Testbed {
     this.logs = join(this.dir, 'logs');
     this.state = join(this.dir, 'state');
     for (const d of [this.run, this.logs, this.state]) mkdirSync(d, { recursive: true });
-    this.ns = { nm: `${this.prefix}-nm`, nd: `${this.prefix}-nd`, isp1: `${this.prefix}-isp1`, isp2: `${this.prefix}-isp2` };
+    this.ns = { nm: `${this.prefix}-nm`, nd: `${this.prefix}-nd`, isp1: `${this.prefix}-isp1`, isp2: `${this.prefix}-isp2`, inet: `${this.prefix}-inet` };
     this.nmBus = `unix:path=${join(this.run, 'bus-nm', 'system_bus_socket')}`;
     this.ndBus = options.sharedBus ? this.nmBus : `unix:path=${join(this.run, 'bus-nd', 'system_bus_socket')}`;
   }
 
   static async create(options: TestbedOptions = {}): Promise<Testbed> {
     await removeStaleTestbeds();
-    const tb = new Testbed({ nm: options.nm ?? true, networkd: options.networkd ?? false, sharedBus: options.sharedBus ?? false, leaseTime: options.leaseTime ?? '10m' });
+    const tb = new Testbed({
+      nm: options.nm ?? true, networkd: options.networkd ?? false, sharedBus: options.sharedBus ?? false,
+      leaseTime: options.leaseTime ?? '10m', renewalSeconds: options.renewalSeconds ?? 0, internet: options.internet ?? false,
+    });
     try {
       await tb.build();
     } catch (error) {
@@ -172,7 +187,7 @@ export class Testbed {
   }
 
   private async build(): Promise<void> {
-    const all = [...this.hosts().map((h) => h.ns), this.ns.isp1, this.ns.isp2];
+    const all = [...this.hosts().map((h) => h.ns), this.ns.isp1, this.ns.isp2, ...(this.options.internet ? [this.ns.inet] : [])];
     for (const ns of all) {
       await run('ip', ['netns', 'add', ns]);
       this.created.push(ns);
@@ -191,8 +206,36 @@ export class Testbed {
       }
       await this.startDnsmasq(i, `10.10${i}.0.100`, `10.10${i}.0.199`);
     }
+    if (this.options.internet) await this.buildInternet();
     await this.startBus('bus-nm');
     if (!this.options.sharedBus) await this.startBus('bus-nd');
+  }
+
+  /**
+   * The addressing of test/helpers/netns.ts: ISP i's `uplink` 10.20i.0.1 / fd00:20i::1 to the
+   * internet's `ispI` 10.20i.0.2 / fd00:20i::2; the ISPs forward and default to the internet,
+   * which routes each ISP's customer prefix (10.10i.0.0/24, fd00:10i::/64) back through it.
+   */
+  private async buildInternet(): Promise<void> {
+    const inet = this.ns.inet;
+    await this.ip(inet, 'addr', 'add', `${SERVER4}/32`, 'dev', 'lo');
+    await this.ip(inet, 'addr', 'add', `${SERVER6}/128`, 'dev', 'lo');
+    for (const i of [1, 2]) {
+      const isp = i === 1 ? this.ns.isp1 : this.ns.isp2;
+      await run('ip', ['netns', 'exec', isp, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+      await this.ip(inet, 'link', 'add', `isp${i}`, 'type', 'veth', 'peer', 'name', 'uplink', 'netns', isp);
+      // nodad: the addresses are usable at once (no 1-2 s of tentative state)
+      await this.ip(isp, 'addr', 'add', `10.20${i}.0.1/24`, 'dev', 'uplink');
+      await this.ip(isp, 'addr', 'add', `fd00:20${i}::1/64`, 'dev', 'uplink', 'nodad');
+      await this.ip(isp, 'link', 'set', 'uplink', 'up');
+      await this.ip(inet, 'addr', 'add', `10.20${i}.0.2/24`, 'dev', `isp${i}`);
+      await this.ip(inet, 'addr', 'add', `fd00:20${i}::2/64`, 'dev', `isp${i}`, 'nodad');
+      await this.ip(inet, 'link', 'set', `isp${i}`, 'up');
+      await this.ip(isp, 'route', 'add', 'default', 'via', `10.20${i}.0.2`, 'dev', 'uplink');
+      await this.ip(isp, '-6', 'route', 'add', 'default', 'via', `fd00:20${i}::2`, 'dev', 'uplink');
+      await this.ip(inet, 'route', 'add', `10.10${i}.0.0/24`, 'via', `10.20${i}.0.1`, 'dev', `isp${i}`);
+      await this.ip(inet, '-6', 'route', 'add', `fd00:10${i}::/64`, 'via', `fd00:20${i}::1`, 'dev', `isp${i}`);
+    }
   }
 
   /** (Re)start ISP i's dnsmasq with a DHCPv4 range (a lease renewal then hands out another address). */
@@ -207,6 +250,8 @@ export class Testbed {
       'no-ping',
       `dhcp-range=${first},${last},255.255.255.0,${this.options.leaseTime}`,
       `dhcp-option=option:router,10.10${i}.0.1`,
+      ...(this.options.renewalSeconds > 0
+        ? [`dhcp-option=option:T1,${this.options.renewalSeconds}`, `dhcp-option=option:T2,${this.options.renewalSeconds + 2}`] : []),
       'enable-ra', `dhcp-range=fd00:10${i}::,ra-only,64,${this.options.leaseTime}`, 'ra-param=br0,10,1800',
       `dhcp-leasefile=${join(this.run, `isp${i}.leases`)}`,
       // never the default /run/dnsmasq/dnsmasq.pid: that is the host's /run
@@ -458,7 +503,7 @@ async function removeStaleTestbeds(): Promise<void> {
   let names: string[] = [];
   try { names = readdirSync('/run/netns'); } catch { return; }
   for (const name of names) {
-    const m = /^dmm(\d+)(?:x\d+)?-(nm|nd|isp1|isp2)$/.exec(name);
+    const m = /^dmm(\d+)(?:x\d+)?-(nm|nd|isp1|isp2|inet)$/.exec(name);
     if (!m) continue;
     const pid = Number(m[1]);
     if (pid === process.pid || existsSync(`/proc/${pid}`)) continue;

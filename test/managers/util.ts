@@ -1,6 +1,9 @@
-// Small helpers for the manager tests: a logger that records, a signal recorder, stats.
+// Small helpers for the manager tests: a logger that records, a signal recorder, stats,
+// and the kernel's rules and table routes as the end-to-end tests compare them.
 import type { Logger } from '../../src/log';
 import { SystemBusClient, type SignalMessage } from '../../src/sources/bus';
+import { run, type Testbed } from './harness';
+import { DaemonProcess } from '../helpers/daemon';
 
 export interface Line { readonly level: string; readonly message: string; readonly at: number }
 
@@ -43,4 +46,40 @@ export function percentile(samples: readonly number[], p: number): number {
 export function summary(label: string, samples: readonly number[]): string {
   const f = (n: number): string => n.toFixed(2);
   return `${label}: n=${samples.length} p50=${f(percentile(samples, 50))} ms p99=${f(percentile(samples, 99))} ms min=${f(Math.min(...samples))} max=${f(Math.max(...samples))}`;
+}
+
+/** A rule with a source address, as `ip -j rule` shows it. */
+export interface SourceRule { readonly src: string; readonly table: string; readonly priority: number; readonly protocol: string }
+
+/** Every rule with a source address in namespace `ns` (not `from all`), IPv4 and IPv6. */
+export async function sourceRules(ns: string): Promise<SourceRule[]> {
+  const out: SourceRule[] = [];
+  for (const family of ['-4', '-6']) {
+    const { stdout } = await run('ip', ['-n', ns, '-j', family, 'rule', 'show']);
+    const parsed = JSON.parse(stdout || '[]') as Array<{ src?: string; table?: string | number; priority?: number; protocol?: string }>;
+    for (const r of parsed) {
+      if (r.src !== undefined && r.src !== 'all') out.push({ src: r.src, table: String(r.table), priority: r.priority ?? -1, protocol: r.protocol ?? '' });
+    }
+  }
+  return out;
+}
+
+/** The IPv4 and IPv6 default routes of `table` in namespace `ns`, as `ip route` prints them. */
+export async function defaultRoutes(ns: string, table: number): Promise<string[]> {
+  const v4 = (await run('ip', ['-n', ns, '-4', 'route', 'show', 'table', String(table), 'default'])).stdout.trim();
+  const v6 = (await run('ip', ['-n', ns, '-6', 'route', 'show', 'table', String(table), 'default'])).stdout.trim();
+  return [v4, v6].filter((s) => s !== '');
+}
+
+/**
+ * The real daemon (dist/src/main.js, --no-dbus) in namespace `ns`, taking its connections
+ * from the manager on `bus`; its log goes to the testbed's logs directory.
+ */
+export function startDaemon(tb: Testbed, ns: string, bus: string, args: readonly string[]): DaemonProcess {
+  return DaemonProcess.start(ns, args, { env: { DBUS_SYSTEM_BUS_ADDRESS: bus }, logDir: tb.logs });
+}
+
+/** Resolves once the daemon has logged that it runs (after its first reconcile pass). */
+export function daemonRunning(daemon: DaemonProcess): Promise<string> {
+  return daemon.waitForOutput(/dynmhs running/, 20_000);
 }

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Daemon } from '../../src/daemon';
+import { EventEmitter } from 'node:events';
+import { Daemon, type DynamicNetworks } from '../../src/daemon';
+import type { ManagedNetwork } from '../../src/model';
 import { FakeKernel } from '../../src/kernel/fake';
 import { ControlError } from '../../src/control';
 import type { Config } from '../../src/config/types';
@@ -87,4 +89,47 @@ test('stop removes every route and rule of ours and nothing else', async () => {
   assert.deepEqual(left.rules, [rule('10.9.9.9', 2000, 4)]);
   assert.deepEqual(left.routes.filter((r) => r.table === 2000), [foreign]);
   assert.ok(!kernel.hasRoute(ours(route({ dst: '0.0.0.0', dstLength: 0, gateway: '10.1.0.1', oif: 3, metric: 200 }), 2000)));
+});
+
+/** A connection source whose start() waits until the test releases it (a manager still being asked). */
+class SlowConnections extends EventEmitter implements DynamicNetworks {
+  private started = false;
+  private release!: () => void;
+  private readonly released = new Promise<void>((resolve) => { this.release = resolve; });
+  constructor(private readonly reported: readonly ManagedNetwork[]) { super(); }
+  async start(): Promise<void> { await this.released; this.started = true; }
+  async stop(): Promise<void> { /* nothing to stop */ }
+  networks(): readonly ManagedNetwork[] { return this.started ? this.reported : []; }
+  activeSource(): 'networkmanager' { return 'networkmanager'; }
+  answer(): void { this.release(); }
+}
+
+test('with a connection source, what a killed predecessor left is adopted: no pass runs before the source has reported', async () => {
+  const kernel = new FakeKernel();
+  kernel.addLink(WAN1);
+  kernel.addAddress(addr(3, '10.1.0.2'));
+  const defaultRoute = route({ dst: '0.0.0.0', dstLength: 0, gateway: '10.1.0.1', oif: 3, metric: 100 });
+  kernel.addRoute(defaultRoute);
+  // left by a daemon that was SIGKILLed: its rule and its copy of the default route
+  kernel.addRule(rule('10.1.0.2', 10000));
+  kernel.addRoute(ours(defaultRoute, 10000));
+  const source = new SlowConnections([{ interfaceName: 'wan1', table: 10000, priority: 10000, origin: 'networkmanager' }]);
+  const daemon = new Daemon({
+    kernel, log: recordingLogger(), config: { ...config([]), source: 'networkmanager' }, loadConfig: () => config([]),
+    version: 'test', clock: new FakeClock(), connections: () => source,
+  });
+  const starting = daemon.start();
+  // The kernel reports a change while the source still waits for NetworkManager (the real
+  // adapter always does, right after its first dump).
+  await new Promise((resolve) => setImmediate(resolve));
+  kernel.addAddress(addr(3, 'fd00:1::2'));
+  await new Promise((resolve) => setImmediate(resolve));
+  await daemon.settled();
+  source.answer();
+  await starting;
+  assert.deepEqual(kernel.applied.filter((op) => op.kind === 'delete-rule' || op.kind === 'delete-route'), [], 'nothing removed');
+  assert.ok(kernel.hasRule(rule('10.1.0.2', 10000)));
+  assert.ok(kernel.hasRoute(ours(defaultRoute, 10000)));
+  assert.ok(kernel.hasRule(rule('fd00:1::2', 10000)), 'the new address got its rule');
+  await daemon.stop();
 });
