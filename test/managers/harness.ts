@@ -83,8 +83,12 @@ export class Proc {
   async stop(timeoutMs = 10_000): Promise<void> {
     if (this.done || this.pid <= 0) return;
     try { process.kill(this.pid, 'SIGTERM'); } catch { return; }
-    const timer = sleep(timeoutMs).then(() => 'timeout' as const);
-    if (await Promise.race([this.exited.then(() => 'exited' as const), timer]) === 'timeout') {
+    // A timer left running would keep the test process alive for its whole length.
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), timeoutMs); });
+    const outcome = await Promise.race([this.exited.then(() => 'exited' as const), timedOut]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') {
       try { process.kill(this.pid, 'SIGKILL'); } catch { /* gone */ }
       await this.exited;
     }
