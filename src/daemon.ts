@@ -22,6 +22,8 @@ export interface DynamicNetworks extends EventEmitter {
   stop(): Promise<void>;
   networks(): readonly ManagedNetwork[];
   activeSource(): Exclude<SourceMode, 'auto'>;
+  /** Tables whose entries of ours stay for now although no network wants them (see src/sources/connections.ts). */
+  heldTables(): ReadonlySet<number>;
 }
 
 export interface DaemonOptions {
@@ -58,6 +60,7 @@ export class Daemon extends EventEmitter implements DaemonControl {
       log: options.log,
       clock: options.clock,
       networks: () => this.networks(),
+      heldTables: () => this.connections?.heldTables(),
       onPass: (result) => this.afterPass(result),
     });
   }

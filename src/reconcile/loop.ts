@@ -36,6 +36,8 @@ export interface ReconcilerOptions {
   readonly clock?: Clock;
   /** Called after every pass, with what it did. */
   readonly onPass?: (result: PassResult) => void;
+  /** Tables our entries must stay in for now, though no network wants them (a source not heard yet). */
+  readonly heldTables?: () => ReadonlySet<number> | undefined;
   /** Passes that computed at least this long wait for a burst of changes to end (default 0.5 ms). */
   readonly holdThresholdMs?: number;
 }
@@ -76,6 +78,7 @@ export class Reconciler {
   /** When the current hold began; undefined when no pass is held. */
   private holdStart?: number;
   private lastChangeAt?: number;
+  private keptBackReported = false;
   private last?: PassResult;
 
   constructor(private readonly options: ReconcilerOptions) {
@@ -197,12 +200,16 @@ export class Reconciler {
     this.reportForeign(plan, observed);
 
     const deletedByOthers = kernel.takeForeignDeletions();
+    const held = this.options.heldTables?.();
+    let keptBack = 0;
     const now = this.clock.now();
     const operations: Operation[] = [];
     // Wanted but not in place after this pass: held back, refused, or another's route in the way.
     const missing = new Set<string>(plan.conflicts.map((c) => routeKey(c.wanted)));
     let heldBackMs = 0;
     for (const op of plan.operations) {
+      if (held !== undefined && held.size > 0 && (op.kind === 'delete-route' || op.kind === 'delete-rule')
+        && held.has(op.kind === 'delete-route' ? op.route.table : op.rule.table)) { keptBack++; continue; }
       const key = operationKey(op);
       // A restore: ours, in place after an earlier pass, and the kernel reported someone
       // else deleting it (not a flush, not a lost event, not our own delete's echo).
@@ -214,6 +221,10 @@ export class Reconciler {
       operations.push(op);
     }
     this.restores.prune(now);
+    if (keptBack > 0 && !this.keptBackReported) {
+      log.info(`Keeping ${keptBack} of the last run's rules and routes in table${held!.size === 1 ? '' : 's'} ${[...held!].sort((a, b) => a - b).join(', ')} until the network manager has been heard from`);
+    }
+    this.keptBackReported = keptBack > 0;
 
     const device = (index: number): string => observed.links.get(index)?.name ?? `#${index}`;
     // Rules are what users look for; route copies can be thousands, so they go to debug

@@ -23,6 +23,12 @@ export interface ConnectionNetworks extends EventEmitter {
   /** priority = table, origin = 'networkmanager' | 'networkd'; sorted by table. */
   networks(): readonly ManagedNetwork[];
   activeSource(): ActiveSource;
+  /**
+   * Tables whose entries of ours must stay although no network wants them now: after a
+   * restart, the stored tables until the manager has been heard (graceMs at most), so a
+   * daemon that starts before the bus or the manager never tears down a working policy.
+   */
+  heldTables(): ReadonlySet<number>;
 }
 
 export interface ConnectionNetworksDeps {
@@ -36,6 +42,10 @@ export interface ConnectionNetworksDeps {
   readonly graceMs?: number;
 }
 
+/** How long stored tables are kept, unheard, after start (the manager's restart grace). */
+const DEFAULT_HOLD_MS = 30_000;
+const NO_TABLES: ReadonlySet<number> = new Set();
+
 export function createConnectionNetworks(config: Config, log: Logger, deps: ConnectionNetworksDeps): ConnectionNetworks {
   return new Connections(config, log, deps);
 }
@@ -48,6 +58,8 @@ class Connections extends EventEmitter implements ConnectionNetworks {
   private current: readonly ManagedNetwork[] = [];
   private source: ActiveSource;
   private started = false;
+  private holdUntil = 0;
+  private holdTimer?: NodeJS.Timeout;
   private readonly onChanged = (): void => this.refresh();
 
   constructor(private readonly config: Config, private readonly log: Logger, private readonly deps: ConnectionNetworksDeps) {
@@ -62,6 +74,9 @@ class Connections extends EventEmitter implements ConnectionNetworks {
       now: this.deps.now ? () => this.deps.now!() : undefined,
     });
     this.started = true;
+    this.holdUntil = this.now() + (this.deps.graceMs ?? DEFAULT_HOLD_MS);
+    // When the hold ends unheard, a pass must run to remove what is stale by then.
+    this.holdTimer = setTimeout(() => { this.holdTimer = undefined; if (this.started) this.emit('changed'); }, this.holdUntil - this.now());
     this.bus = new SystemBusClient({ address: this.deps.busAddress, log: this.log });
     const options = { bus: this.bus, log: this.log, graceMs: this.deps.graceMs };
     if (this.config.source === 'networkmanager' || this.config.source === 'auto') this.nm = new NetworkManagerSource(options);
@@ -88,6 +103,7 @@ class Connections extends EventEmitter implements ConnectionNetworks {
   async stop(): Promise<void> {
     if (!this.started) return;
     this.started = false;
+    clearTimeout(this.holdTimer);
     for (const s of [this.nm, this.networkd]) {
       if (!s) continue;
       s.off('changed', this.onChanged);
@@ -103,6 +119,16 @@ class Connections extends EventEmitter implements ConnectionNetworks {
 
   activeSource(): ActiveSource {
     return this.source;
+  }
+
+  heldTables(): ReadonlySet<number> {
+    const sources = [this.nm, this.networkd].filter((s): s is NonNullable<typeof s> => s !== undefined);
+    if (!this.started || !this.allocator || this.now() >= this.holdUntil || sources.every((s) => s.heard())) return NO_TABLES;
+    return new Set([...this.allocator.allocations().values()].map((entry) => entry.table));
+  }
+
+  private now(): number {
+    return this.deps.now?.() ?? Date.now();
   }
 
   private pick(): { source: ActiveSource; facts: readonly ConnectionFact[] } {

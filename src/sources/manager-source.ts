@@ -38,6 +38,8 @@ export interface ManagerSource extends ConnectionSource {
   present(): boolean;
   /** Resolves when the latest read of the manager's state has finished. */
   synced(): Promise<void>;
+  /** The manager's state (or its absence from the bus) has been read at least once. */
+  heard(): boolean;
 }
 
 export abstract class ManagerSourceBase extends EventEmitter implements ManagerSource {
@@ -66,8 +68,9 @@ export abstract class ManagerSourceBase extends EventEmitter implements ManagerS
   private buffered?: SignalMessage[];
   private readonly onSignal = (msg: SignalMessage): void => this.signal(msg);
   private syncing: Promise<void> = Promise.resolve();
+  private everHeard = false;
   private readonly onConnected = (): void => { this.syncing = this.resync(); };
-  private readonly onDisconnected = (): void => this.lost('the system bus connection dropped');
+  private readonly onDisconnected = (): void => { this.lost('the system bus connection dropped'); };
 
   constructor(options: ManagerSourceOptions) {
     super();
@@ -144,19 +147,21 @@ export abstract class ManagerSourceBase extends EventEmitter implements ManagerS
   }
 
   /** Recompute the facts from the dumped state; emits 'changed' if they differ. */
-  protected update(): void {
+  protected update(): boolean {
     this.current = this.owner ? this.derive() : [];
     if (this.held.length > 0 && this.awaitingReturn && this.owner && this.settled()) this.endGrace(`${this.label} is back and settled`);
-    this.publish();
+    return this.publish();
   }
 
-  private publish(): void {
+  /** Emits 'changed' if the facts or presence differ from what was last published; says whether it did. */
+  private publish(): boolean {
     const next = this.held.length === 0 ? this.current : mergeHeld(this.held, this.current);
     const present = this.present();
-    if (sameFacts(next, this.snapshot) && present === this.wasPresent) return;
+    if (sameFacts(next, this.snapshot) && present === this.wasPresent) return false;
     this.snapshot = next;
     this.wasPresent = present;
     this.emit('changed');
+    return true;
   }
 
   /** Find out who owns the name now and read everything from it. */
@@ -174,7 +179,9 @@ export abstract class ManagerSourceBase extends EventEmitter implements ManagerS
     if (stale()) return;
     if (!owner) {
       this.log.debug(`${this.label} (${this.busName}) is not on the bus`);
-      this.lost(undefined);
+      const first = !this.everHeard;
+      this.everHeard = true;
+      if (!this.lost(undefined) && first) this.emit('changed');
       return;
     }
     this.owner = owner;
@@ -196,7 +203,15 @@ export abstract class ManagerSourceBase extends EventEmitter implements ManagerS
     this.log.debug(`${this.label}: state read from ${owner}`);
     // signals newer than the dump's reply (dispatched before we resumed) still apply
     for (const msg of buffered ?? []) if (msg.seq > replySeq && msg.sender === this.owner) this.handle(msg);
-    this.update();
+    const first = !this.everHeard;
+    this.everHeard = true;
+    // The first word from the manager matters even when it brings no connections: the
+    // daemon keeps the last run's entries until then.
+    if (!this.update() && first) this.emit('changed');
+  }
+
+  heard(): boolean {
+    return this.everHeard;
   }
 
   /**
@@ -265,7 +280,8 @@ export abstract class ManagerSourceBase extends EventEmitter implements ManagerS
   }
 
   /** The manager is gone (or unreachable): keep the last facts for the grace period. */
-  private lost(reason: string | undefined): void {
+  /** Returns whether 'changed' was emitted. */
+  private lost(reason: string | undefined): boolean {
     const had = this.current.length > 0 ? this.current : this.snapshot;
     this.owner = undefined;
     this.clear();
@@ -278,7 +294,7 @@ export abstract class ManagerSourceBase extends EventEmitter implements ManagerS
     } else if (reason) {
       this.log.info(reason);
     }
-    this.publish();
+    return this.publish();
   }
 
   private endGrace(reason: string): void {

@@ -3,7 +3,7 @@
 // Needs root: it creates namespaces and runs NetworkManager and systemd-networkd.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Testbed, skipReason, waitFor } from './harness';
@@ -86,6 +86,10 @@ describe('ConnectionNetworks with real managers', { skip, timeout: 150_000 }, ()
     assert.ok(Date.now() - t0 < 1000, 'start does not wait for the bus');
     assert.equal(cn.activeSource(), 'networkmanager');
     assert.deepEqual(cn.networks(), []);
+    // The tables the first test stored: their entries must stay until NetworkManager is heard.
+    const stored = Object.values((JSON.parse(readFileSync(join(state, 'tables.json'), 'utf8')) as { connections: Record<string, { table: number }> }).connections).map((c) => c.table);
+    assert.ok(stored.length > 0);
+    assert.deepEqual([...cn.heldTables()].sort(), stored.sort(), 'stored tables held while the manager is unheard');
     await new Promise((r) => setTimeout(r, 2500));
     const errors = log.lines.filter((l) => l.level === 'error');
     assert.equal(errors.length, 1, JSON.stringify(errors));
@@ -95,6 +99,7 @@ describe('ConnectionNetworks with real managers', { skip, timeout: 150_000 }, ()
     await tb.startExtraBus('bus-late');
     await waitFor('connected', () => log.lines.some((l) => /Connected to the system bus .* after \d+ failed attempt/.test(l.message)), 10_000);
     assert.deepEqual(cn.networks(), [], 'no NetworkManager on that bus');
+    await waitFor('NetworkManager heard to be absent', () => cn.heldTables().size === 0, 5_000);
     await cn.stop();
   });
 });

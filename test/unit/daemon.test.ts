@@ -101,6 +101,7 @@ class SlowConnections extends EventEmitter implements DynamicNetworks {
   async stop(): Promise<void> { /* nothing to stop */ }
   networks(): readonly ManagedNetwork[] { return this.started ? this.reported : []; }
   activeSource(): 'networkmanager' { return 'networkmanager'; }
+  heldTables(): ReadonlySet<number> { return new Set(); }
   answer(): void { this.release(); }
 }
 
@@ -131,5 +132,46 @@ test('with a connection source, what a killed predecessor left is adopted: no pa
   assert.ok(kernel.hasRule(rule('10.1.0.2', 10000)));
   assert.ok(kernel.hasRoute(ours(defaultRoute, 10000)));
   assert.ok(kernel.hasRule(rule('fd00:1::2', 10000)), 'the new address got its rule');
+  await daemon.stop();
+});
+
+/** A source that starts without having heard its manager (bus not there yet), then hears it. */
+class UnheardConnections extends EventEmitter implements DynamicNetworks {
+  private heard = false;
+  constructor(private readonly stored: ReadonlySet<number>, private readonly reported: readonly ManagedNetwork[]) { super(); }
+  async start(): Promise<void> { /* the bus is not reachable yet */ }
+  async stop(): Promise<void> { /* nothing to stop */ }
+  networks(): readonly ManagedNetwork[] { return this.heard ? this.reported : []; }
+  activeSource(): 'networkmanager' { return 'networkmanager'; }
+  heldTables(): ReadonlySet<number> { return this.heard ? new Set() : this.stored; }
+  hear(): void { this.heard = true; this.emit('changed'); }
+}
+
+test('until the manager has been heard, the last run\'s entries in stored tables stay; then what is stale goes', async () => {
+  const kernel = new FakeKernel();
+  kernel.addLink(WAN1);
+  kernel.addAddress(addr(3, '10.1.0.2'));
+  const defaultRoute = route({ dst: '0.0.0.0', dstLength: 0, gateway: '10.1.0.1', oif: 3, metric: 100 });
+  kernel.addRoute(defaultRoute);
+  // left by the last run: wan1's policy in 10000, and a connection on table 10001 that is gone now
+  kernel.addRule(rule('10.1.0.2', 10000));
+  kernel.addRoute(ours(defaultRoute, 10000));
+  kernel.addRule(rule('10.9.0.2', 10001));
+  const log = recordingLogger();
+  const source = new UnheardConnections(new Set([10000, 10001]), [{ interfaceName: 'wan1', table: 10000, priority: 10000, origin: 'networkmanager' }]);
+  const daemon = new Daemon({
+    kernel, log, config: { ...config([]), source: 'networkmanager' }, loadConfig: () => config([]),
+    version: 'test', clock: new FakeClock(), connections: () => source,
+  });
+  await daemon.start();
+  await daemon.settled();
+  assert.deepEqual(kernel.applied.filter((op) => op.kind.startsWith('delete')), [], 'nothing removed while unheard');
+  assert.ok(log.lines.some((l) => /Keeping 3 of the last run's rules and routes in tables 10000, 10001 until the network manager has been heard from/.test(l)));
+  source.hear();
+  await daemon.settled();
+  assert.ok(kernel.hasRule(rule('10.1.0.2', 10000)), 'wan1 kept its policy throughout');
+  assert.ok(kernel.hasRoute(ours(defaultRoute, 10000)));
+  assert.ok(!kernel.hasRule(rule('10.9.0.2', 10001)), 'the gone connection\'s rule is removed once heard');
+  assert.deepEqual(kernel.applied.filter((op) => op.kind.startsWith('delete')).map((op) => op.kind), ['delete-rule']);
   await daemon.stop();
 });
