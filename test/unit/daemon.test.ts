@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { Daemon, type DynamicNetworks } from '../../src/daemon';
-import type { ManagedNetwork } from '../../src/model';
+import type { ManagedNetwork, Route } from '../../src/model';
 import { FakeKernel } from '../../src/kernel/fake';
 import { ControlError } from '../../src/control';
 import type { Config } from '../../src/config/types';
@@ -105,15 +105,20 @@ class SlowConnections extends EventEmitter implements DynamicNetworks {
   answer(): void { this.release(); }
 }
 
-test('with a connection source, what a killed predecessor left is adopted: no pass runs before the source has reported', async () => {
+/** wan1 with its address and default route, and what a SIGKILLed daemon left: its rule and its copy of that route in 10000. */
+function kernelWithLeftovers(): { kernel: FakeKernel; defaultRoute: Route } {
   const kernel = new FakeKernel();
   kernel.addLink(WAN1);
   kernel.addAddress(addr(3, '10.1.0.2'));
   const defaultRoute = route({ dst: '0.0.0.0', dstLength: 0, gateway: '10.1.0.1', oif: 3, metric: 100 });
   kernel.addRoute(defaultRoute);
-  // left by a daemon that was SIGKILLed: its rule and its copy of the default route
   kernel.addRule(rule('10.1.0.2', 10000));
   kernel.addRoute(ours(defaultRoute, 10000));
+  return { kernel, defaultRoute };
+}
+
+test('with a connection source, what a killed predecessor left is adopted: no pass runs before the source has reported', async () => {
+  const { kernel, defaultRoute } = kernelWithLeftovers();
   const source = new SlowConnections([{ interfaceName: 'wan1', table: 10000, priority: 10000, origin: 'networkmanager' }]);
   const daemon = new Daemon({
     kernel, log: recordingLogger(), config: { ...config([]), source: 'networkmanager' }, loadConfig: () => config([]),
@@ -148,14 +153,8 @@ class UnheardConnections extends EventEmitter implements DynamicNetworks {
 }
 
 test('until the manager has been heard, the last run\'s entries in stored tables stay; then what is stale goes', async () => {
-  const kernel = new FakeKernel();
-  kernel.addLink(WAN1);
-  kernel.addAddress(addr(3, '10.1.0.2'));
-  const defaultRoute = route({ dst: '0.0.0.0', dstLength: 0, gateway: '10.1.0.1', oif: 3, metric: 100 });
-  kernel.addRoute(defaultRoute);
-  // left by the last run: wan1's policy in 10000, and a connection on table 10001 that is gone now
-  kernel.addRule(rule('10.1.0.2', 10000));
-  kernel.addRoute(ours(defaultRoute, 10000));
+  const { kernel, defaultRoute } = kernelWithLeftovers();
+  // and a connection on table 10001 that is gone now
   kernel.addRule(rule('10.9.0.2', 10001));
   const log = recordingLogger();
   const source = new UnheardConnections(new Set([10000, 10001]), [{ interfaceName: 'wan1', table: 10000, priority: 10000, origin: 'networkmanager' }]);
