@@ -2,8 +2,8 @@
 // codec.ts). Three sockets: a monitor socket that only joins the multicast groups, a
 // dump socket (dump.ts: a multipart reply must not interleave with events), and a
 // command socket for changes (commands.ts), so that the replies to thousands of
-// requests never crowd out events. Events of a kind being dumped are held and replayed on top of the
-// dump, so the result is never older than what was seen.
+// requests never crowd out events. Events of a kind being dumped are held and replayed
+// on top of the dump, so the result is never older than what was seen.
 import { EventEmitter } from 'node:events';
 import { RawNetlinkSocket } from 'netlink/dist/raw';
 import type { Logger } from '../log';

@@ -96,12 +96,12 @@ export class Reconciler {
   markDirty(): void {
     if (this.stopped) return;
     const now = this.clock.now();
-    const inBurst = this.lastChangeAt !== undefined && now - this.lastChangeAt < QUIET_MS;
+    const hold = this.shouldHold(now);
     this.lastChangeAt = now;
     this.dirty = true;
     // A pass that is running or about to run picks this change up.
     if (this.running !== undefined || this.scheduled) return;
-    if (inBurst && this.lastComputeMs >= (this.options.holdThresholdMs ?? HOLD_THRESHOLD_MS)) { this.hold(now); return; }
+    if (hold) { this.hold(now); return; }
     if (this.holdTimer !== undefined) return;
     this.scheduled = true;
     setImmediate(() => {
@@ -150,9 +150,13 @@ export class Reconciler {
   /** Changes came in during the pass: the next one now, or when their burst is over. */
   private afterBusyPass(): void {
     const now = this.clock.now();
-    const inBurst = this.lastChangeAt !== undefined && now - this.lastChangeAt < QUIET_MS;
-    if (inBurst && this.lastComputeMs >= (this.options.holdThresholdMs ?? HOLD_THRESHOLD_MS)) this.hold(now);
-    else this.kick();
+    if (this.shouldHold(now)) this.hold(now); else this.kick();
+  }
+
+  /** Changes are still coming in (the last one less than QUIET_MS ago) and passes are expensive. */
+  private shouldHold(now: number): boolean {
+    return this.lastChangeAt !== undefined && now - this.lastChangeAt < QUIET_MS
+      && this.lastComputeMs >= (this.options.holdThresholdMs ?? HOLD_THRESHOLD_MS);
   }
 
   /** The pass waits until changes have been quiet for QUIET_MS, or MAX_HOLD_MS in all. */
