@@ -11,11 +11,12 @@ import { FakeKernel } from '../../src/kernel/fake';
 import type { Config } from '../../src/config/types';
 import { startDbusService } from '../../src/dbus/service';
 import type { DbusService } from '../../src/dbus/service';
-import { REPO, isRoot, run, startSystemBus } from '../helpers/dbus-harness';
+import { REPO, isRoot, projectFor, run, startSystemBus } from '../helpers/dbus-harness';
 import type { PrivateBus, RunResult } from '../helpers/dbus-harness';
 import { captureLogger } from '../helpers/dbus-fake-control';
 
-const CTL = join(REPO, 'dist', 'src', 'cli', 'dynmhsctl.js');
+/** dynmhsctl as uid `uid` can reach it. */
+const ctlFor = (uid: number | undefined): string => join(projectFor(uid), 'dist', 'src', 'cli', 'dynmhsctl.js');
 const NOBODY = 65534;
 
 function config(networks: Array<[string, number]>): Config {
@@ -36,7 +37,7 @@ describe('the real daemon core behind no.nntb.DynMHS, driven by dynmhsctl', { sk
   const log = captureLogger();
   const daemon = new Daemon({ kernel, log, config: config([['wan1', 2000]]), loadConfig: () => config([['wan1', 2000]]), version: '9.9.9' });
   const ctl = (args: string[], uid?: number): Promise<RunResult> =>
-    run(['node', CTL, ...args], { uid, env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: bus?.address } });
+    run(['node', ctlFor(uid), ...args], { uid, env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: bus?.address } });
 
   before(async () => {
     dir = mkdtempSync('/tmp/dynmhs-dbus-daemon-test-');

@@ -8,11 +8,12 @@ import { startDbusService } from '../../src/dbus/service';
 import type { DbusService } from '../../src/dbus/service';
 import { parseArgs, parseLevel, parseMapping, render } from '../../src/cli/dynmhsctl';
 import { CtlError } from '../../src/cli/client';
-import { REPO, isRoot, run, startPolkitd, startSystemBus } from '../helpers/dbus-harness';
+import { REPO, isRoot, projectFor, run, startPolkitd, startSystemBus } from '../helpers/dbus-harness';
 import type { Polkitd, PrivateBus, RunResult } from '../helpers/dbus-harness';
 import { FakeControl, captureLogger, fakeNetwork } from '../helpers/dbus-fake-control';
 
-const CTL = join(REPO, 'dist', 'src', 'cli', 'dynmhsctl.js');
+/** dynmhsctl as uid `uid` can reach it. */
+const ctlFor = (uid: number | undefined): string => join(projectFor(uid), 'dist', 'src', 'cli', 'dynmhsctl.js');
 const NOBODY = 65534;
 
 const wan1 = fakeNetwork('wan1', 2000, {
@@ -71,7 +72,7 @@ describe('dynmhsctl against no.nntb.DynMHS on a private system bus', { skip }, (
   let service: DbusService | undefined;
   const control = new FakeControl('0.1.0-test', 'networkmanager');
   const ctl = (args: string[], uid?: number, address?: string): Promise<RunResult> =>
-    run(['node', CTL, ...args], { uid, env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: address ?? bus?.address } });
+    run(['node', ctlFor(uid), ...args], { uid, env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: address ?? bus?.address } });
 
   before(async () => {
     dir = mkdtempSync('/tmp/dynmhs-ctl-test-');

@@ -10,6 +10,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { projectFor } from './reachable';
+
+export { projectFor };
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 
@@ -200,7 +203,7 @@ export interface CallSpec {
 
 /** Several calls, one after the other, from one client process (one connection). */
 export async function callMany(address: string, uid: number | undefined, calls: readonly CallSpec[]): Promise<CallResult[]> {
-  const script = join(REPO, 'dist', 'test', 'helpers', 'dbus-call.js');
+  const script = join(projectFor(uid), 'dist', 'test', 'helpers', 'dbus-call.js');
   const r = await run(['node', script, address, JSON.stringify(calls)], { uid });
   try {
     const results = r.stdout.trim().split('\n').map((line) => JSON.parse(line) as CallResult);

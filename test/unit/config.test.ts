@@ -10,6 +10,7 @@ import {
   ConfigFileError, EXIT, UsageError, exitCodeOf, packageVersion, parseCommandLine, type CommandLine,
 } from '../../src/config/parse';
 import type { Config } from '../../src/config/types';
+import { projectFor } from '../helpers/reachable';
 
 const FIXTURES = path.join(__dirname, '..', '..', '..', 'test', 'fixtures', 'config');
 const fixture = (name: string): string => path.join(FIXTURES, name);
@@ -551,7 +552,7 @@ describe('unreadable config files', () => {
     fs.chmodSync(file, 0o000);
     fs.chmodSync(tmp, 0o755);
     const script = `
-      const { parseCommandLine } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'src', 'config', 'parse.js'))});
+      const { parseCommandLine } = require(${JSON.stringify(path.join(projectFor(process.getuid?.() === 0 ? 65534 : undefined), 'dist', 'src', 'config', 'parse.js'))});
       try { parseCommandLine(['-C', ${JSON.stringify(file)}]); console.log('{}'); }
       catch (e) { console.log(JSON.stringify({ name: e.name, exitCode: e.exitCode, message: e.message })); }`;
     const asRoot = process.getuid?.() === 0;

@@ -9,6 +9,7 @@ import { PassThrough } from 'node:stream';
 import { spawnSync } from 'node:child_process';
 import { createLogger, formatTimestamp, LogFileError, writesToJournal, type LoggerOptions, type LogStream } from '../../src/log';
 import type { LogLevel } from '../../src/config/types';
+import { projectFor } from '../helpers/reachable';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dynmhs-log-test-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -210,7 +211,7 @@ describe('unwritable log file', () => {
     fs.chmodSync(tmp, 0o755);
     const file = path.join(dir, 'dynmhs.log');
     const script = `
-      const { createLogger } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'src', 'log.js'))});
+      const { createLogger } = require(${JSON.stringify(path.join(projectFor(process.getuid?.() === 0 ? 65534 : undefined), 'dist', 'src', 'log.js'))});
       try { createLogger({ level: 2, color: false, file: ${JSON.stringify(file)} }); console.log('{}'); }
       catch (e) { console.log(JSON.stringify({ name: e.name, exitCode: e.exitCode, code: e.code, message: e.message })); }`;
     const asRoot = process.getuid?.() === 0;
