@@ -3,7 +3,7 @@ import { isLinkLocal } from '../address';
 import { routeKey, ruleKey } from '../keys';
 import {
   DYNMHS_PROTOCOL, MAIN_TABLE,
-  type Address, type Desired, type Link, type ManagedNetwork, type Observed, type Route, type Rule,
+  type Address, type Desired, type Link, type ManagedNetwork, type NextHop, type Observed, type Route, type Rule,
 } from '../model';
 
 /** One network's share of the desired state, also what status reports show. */
@@ -42,14 +42,25 @@ export function ruleAddresses(addresses: readonly Address[], linkIndex: number):
  */
 export function copyForTable(route: Route, linkIndex: number, table: number): Route | undefined {
   if (route.type !== 'unicast') return undefined;
-  const base = { ...route, table, protocol: DYNMHS_PROTOCOL, nhid: undefined };
   if (route.nexthops === undefined) {
-    return route.oif === linkIndex ? { ...base, nexthops: undefined } : undefined;
+    return route.oif === linkIndex ? copyVia(route, table, linkIndex, route.gateway, undefined) : undefined;
   }
   const hops = route.nexthops.filter((hop) => hop.oif === linkIndex);
   if (hops.length === 0) return undefined;
-  if (hops.length === 1) return { ...base, nexthops: undefined, oif: linkIndex, gateway: hops[0].gateway };
-  return { ...base, oif: undefined, gateway: undefined, nexthops: hops };
+  if (hops.length === 1) return copyVia(route, table, linkIndex, hops[0].gateway, undefined);
+  return copyVia(route, table, undefined, undefined, hops);
+}
+
+// One literal of one shape, not spreads: at start-up a pass makes 10,000s of copies
+// with code that has not been optimised yet.
+function copyVia(route: Route, table: number, oif: number | undefined, gateway: string | undefined,
+  nexthops: readonly NextHop[] | undefined): Route {
+  // `satisfies` makes every field of Route appear here: a new field must be decided on.
+  return {
+    family: route.family, table, dst: route.dst, dstLength: route.dstLength, tos: route.tos, metric: route.metric,
+    protocol: DYNMHS_PROTOCOL, scope: route.scope, type: route.type, oif, gateway, prefsrc: route.prefsrc,
+    nexthops, onlink: route.onlink, nhid: undefined, src: route.src, srcLength: route.srcLength,
+  } satisfies Record<keyof Route, unknown>;
 }
 
 // A main-table route object lives until the kernel changes it, so its copies can too:

@@ -12,7 +12,10 @@ test('addresses print as ip prints them (RFC 5952)', () => {
     assert.equal(addressToText(textToAddress(text)), text);
   }
   assert.equal(addressToText(textToAddress('2001:0db8:0000:0000:0001:0000:0000:0001')), '2001:db8::1:0:0:1');
-  assert.throws(() => textToAddress('1.2.3'));
+  for (const bad of ['1.2.3', '1.2.3.4.5', '1.2.3.256', '1..3.4', '1.2.3.4.', '.1.2.3', '1.2.3.0004', '1.2.3.a', '', ' 1.2.3.4']) {
+    assert.throws(() => textToAddress(bad), RangeError, JSON.stringify(bad));
+  }
+  assert.deepEqual([...textToAddress('255.0.10.199')], [255, 0, 10, 199]);
   assert.throws(() => textToAddress('1::2::3'));
   assert.ok(isLinkLocal(6, 'fe80::1') && isLinkLocal(6, 'febf::1') && !isLinkLocal(6, 'fec0::1'));
   assert.ok(isLinkLocal(4, '169.254.1.1') && !isLinkLocal(4, '169.25.1.1'));
