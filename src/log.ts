@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
-import winston from 'winston';
+import type * as Winston from 'winston';
 import type { LogLevel } from './config/types';
 import { LOG_LEVEL_NAMES } from './config/types';
 
@@ -39,6 +39,13 @@ export interface LoggerOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Clock for timestamps; default the system clock. */
   readonly now?: () => Date;
+  /**
+   * Messages below warning wait in a queue, with their time, until this settles; then
+   * winston is loaded and writes them. A warning or worse, close() and process exit end
+   * the wait early. Loading winston takes ~35 ms, which the daemon's start-up (the first
+   * pass over what may be 10,000s of routes) should not wait for. Default: no wait.
+   */
+  readonly queueUntil?: Promise<unknown>;
 }
 
 /** The log file cannot be opened for appending. Exit code 73 (EX_CANTCREAT). */
@@ -114,6 +121,7 @@ function openForAppend(file: string): number {
 const ignoreError = (): void => undefined;
 
 interface Entry { level: string; message: unknown; timestamp?: string }
+interface QueuedEntry extends Entry { message: string; timestamp: string }
 
 function plainLine(info: Entry, color: boolean): string {
   const name = info.level as LevelName;
@@ -142,13 +150,6 @@ export function createLogger(options: LoggerOptions): Logger {
   // A closed stdout (EPIPE) or a failing disk must not kill a daemon that is
   // holding routes: swallow the console's errors, report the file's once.
   if (!stream.listeners('error').includes(ignoreError)) stream.on('error', ignoreError);
-  const transports: winston.transport[] = [
-    new winston.transports.Stream({
-      stream,
-      eol: '\n',
-      format: winston.format.printf((info) => (journal ? journalLine(info) : plainLine(info, color))),
-    }),
-  ];
   let fileStream: fs.WriteStream | undefined;
   if (fd !== undefined && options.file !== undefined) {
     const file = options.file;
@@ -159,30 +160,72 @@ export function createLogger(options: LoggerOptions): Logger {
       reported = true;
       stream.write(journal ? `<3>log file ${file}: ${error.message}\n` : `${formatTimestamp(now())} [error] log file ${file}: ${error.message}\n`);
     });
-    transports.push(new winston.transports.Stream({
-      stream: fileStream,
-      eol: '\n',
-      format: winston.format.printf((info) => plainLine(info, false)),
-    }));
   }
 
   let current: LogLevel = options.level;
-  const logger = winston.createLogger({
-    levels: WINSTON_LEVELS,
-    level: LOG_LEVEL_NAMES[current],
-    exitOnError: false,
-    format: winston.format((info) => {
-      info['timestamp'] = formatTimestamp(now());
-      return info;
-    })(),
-    transports,
-  });
-  logger.on('error', () => undefined);
+  let logger: Winston.Logger | undefined;
+  let transports: Winston.transport[] = [];
+  let queue: QueuedEntry[] | undefined = options.queueUntil !== undefined ? [] : undefined;
+
+  const load = (): Winston.Logger => {
+    if (logger !== undefined) return logger;
+    const winston = require('winston') as typeof Winston;
+    transports = [new winston.transports.Stream({
+      stream,
+      eol: '\n',
+      format: winston.format.printf((info) => (journal ? journalLine(info) : plainLine(info, color))),
+    })];
+    if (fileStream !== undefined) {
+      transports.push(new winston.transports.Stream({
+        stream: fileStream,
+        eol: '\n',
+        format: winston.format.printf((info) => plainLine(info, false)),
+      }));
+    }
+    logger = winston.createLogger({
+      levels: WINSTON_LEVELS,
+      level: LOG_LEVEL_NAMES[current],
+      exitOnError: false,
+      format: winston.format((info) => {
+        // A queued message keeps the time it was logged at.
+        info['timestamp'] ??= formatTimestamp(now());
+        return info;
+      })(),
+      transports,
+    });
+    logger.on('error', () => undefined);
+    const queued = queue ?? [];
+    queue = undefined;
+    for (const entry of queued) logger.log(entry);
+    process.off('exit', writeQueueNow);
+    return logger;
+  };
+  // Exiting before winston was loaded (an uncaught error, process.exit): write the queue
+  // synchronously, in the same line shapes, so nothing logged is lost.
+  function writeQueueNow(): void {
+    if (queue === undefined) return;
+    const lines = queue;
+    queue = undefined;
+    const write = (target: number | undefined, text: string): void => {
+      if (target === undefined || text === '') return;
+      try { fs.writeSync(target, text); } catch { /* nowhere left to report it */ }
+    };
+    write(stream.fd, lines.map((e) => (journal ? journalLine(e) : plainLine(e, color)) + '\n').join(''));
+    write(fd, lines.map((e) => plainLine(e, false) + '\n').join(''));
+  }
+  if (queue !== undefined) {
+    process.on('exit', writeQueueNow);
+    options.queueUntil!.then(load, load);
+  }
 
   let closing: Promise<void> | undefined;
   const write = (level: LogLevel) => (message: string): void => {
     if (closing !== undefined || level < current) return;
-    logger.log(LOG_LEVEL_NAMES[level], message);
+    if (queue !== undefined && level < 3) {
+      queue.push({ level: LOG_LEVEL_NAMES[level], message, timestamp: formatTimestamp(now()) });
+      return;
+    }
+    load().log(LOG_LEVEL_NAMES[level], message);
   };
 
   return {
@@ -194,13 +237,14 @@ export function createLogger(options: LoggerOptions): Logger {
     fatal: write(5),
     setLevel: (level: LogLevel): void => {
       current = level;
-      logger.level = LOG_LEVEL_NAMES[level];
+      if (logger !== undefined) logger.level = LOG_LEVEL_NAMES[level];
     },
     level: () => current,
     close: (): Promise<void> => {
       closing ??= (async (): Promise<void> => {
+        const winstonLogger = load();
         const finished = transports.map((t) => once(t, 'finish'));
-        logger.end();
+        winstonLogger.end();
         await Promise.all(finished);
         if (fileStream !== undefined && !fileStream.closed) {
           const closed = once(fileStream, 'close');

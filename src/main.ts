@@ -29,9 +29,13 @@ async function main(argv: readonly string[]): Promise<void> {
     fail((error as Error).message, exitCodeOf(error));
   }
 
+  // Until the first pass is done, info and debug lines wait (with their time) for the
+  // logging library, which loads after it: see LoggerOptions.queueUntil.
+  let started = (): void => undefined;
+  const queueUntil = new Promise<void>((resolve) => { started = resolve; });
   let log: Logger;
   try {
-    log = createLogger({ level: config.logLevel, color: config.logColor, file: config.logFile });
+    log = createLogger({ level: config.logLevel, color: config.logColor, file: config.logFile, queueUntil });
   } catch (error) {
     fail((error as Error).message, exitCodeOf(error));
   }
@@ -97,6 +101,7 @@ async function main(argv: readonly string[]): Promise<void> {
 
   try {
     await daemon.start();
+    started();
   } catch (error) {
     log.fatal(`Cannot start: ${(error as Error).message}`);
     await log.close();

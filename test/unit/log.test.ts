@@ -223,3 +223,53 @@ describe('unwritable log file', () => {
     assert.ok(!fs.existsSync(file));
   });
 });
+
+describe('queued until start-up is done (queueUntil)', () => {
+  const stampOf = (ms: number): Date => new Date(2025, 1, 28, 13, 59, 50, ms);
+
+  it('info waits, keeps the time it was logged at, and is written once the promise settles', async () => {
+    let release = (): void => undefined;
+    const queueUntil = new Promise<void>((resolve) => { release = resolve; });
+    let clock = 100;
+    const { log, out } = logger({ level: 1, queueUntil, now: () => stampOf(clock) });
+    log.info('first');
+    clock = 200;
+    log.debug('second');
+    log.trace('below the level: dropped');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(out.text(), '', 'nothing before the promise settles');
+    clock = 900;
+    release();
+    await queueUntil;
+    log.info('third');
+    await log.close();
+    assert.equal(out.text(), [
+      '2025-02-28 13:59:50.100 [info] first',
+      '2025-02-28 13:59:50.200 [debug] second',
+      '2025-02-28 13:59:50.900 [info] third',
+      '',
+    ].join('\n'));
+  });
+
+  it('a warning is written at once, after what was queued before it; close() writes the queue', async () => {
+    const { log, out } = logger({ level: 2, queueUntil: new Promise(() => undefined) });
+    log.info('queued');
+    log.warning('urgent');
+    log.info('after');
+    await log.close();
+    assert.equal(out.text(), `${STAMP} [info] queued\n${STAMP} [warning] urgent\n${STAMP} [info] after\n`);
+  });
+
+  it('exiting before the promise settles still writes the queue, to the console and the file', () => {
+    const file = path.join(tmp, 'queued-exit.log');
+    const script = `
+      const { createLogger } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'src', 'log.js'))});
+      const log = createLogger({ level: 2, color: false, file: ${JSON.stringify(file)}, env: {}, queueUntil: new Promise(() => {}) });
+      log.info('logged just before an exit');
+      process.exit(3);`;
+    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    assert.equal(child.status, 3, child.stderr);
+    assert.match(child.stdout, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[info\] logged just before an exit\n$/);
+    assert.match(fs.readFileSync(file, 'utf8'), /\[info\] logged just before an exit\n$/);
+  });
+});
