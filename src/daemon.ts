@@ -227,9 +227,9 @@ export class Daemon extends EventEmitter implements DaemonControl {
     // Cheap fingerprint of what status() shows, so 'changed' fires only on real changes.
     const signature = result.plans.map((p) => [
       p.network.interfaceName, p.network.table, p.network.origin, p.link?.index ?? 0, p.link?.up ?? false,
-      p.addresses.map((a) => `${a.local}/${a.prefixLength}`).join(','), p.rules.length, p.routes.length,
+      p.addresses.map((a) => `${a.local}/${a.prefixLength}`).join(','), p.rules.length,
       result.failedNetworks.has(p.network.interfaceName),
-    ].join('|')).join(';');
+    ].join('|')).join(';') + `;${result.desiredRoutes}`;
     if (signature !== this.statusSignature || result.added + result.removed > 0) {
       this.statusSignature = signature;
       this.emit('changed');

@@ -25,6 +25,20 @@ export class ObservedCache {
   private readonly routes = new Map<string, Route>();
   private readonly rules = new Map<string, Rule>();
   private snapshotCache?: Observed;
+  /**
+   * Routes changed since the last takeRouteChanges(), by key, each with the route it
+   * had before the first of those changes (undefined: there was none). Undefined when
+   * anything but routes changed too, or a dump replaced a whole kind: then the next
+   * pass must look at everything.
+   */
+  private routeChanges: Map<string, Route | undefined> | undefined;
+
+  /** What changed since the last call (see routeChanges); starts over. */
+  takeRouteChanges(): ReadonlyMap<string, Route | undefined> | undefined {
+    const changes = this.routeChanges;
+    this.routeChanges = new Map();
+    return changes;
+  }
 
   /** Replaces everything of one kind with a dump's result. */
   replaceAll(kind: CacheKind, events: readonly CacheEvent[]): void {
@@ -42,17 +56,18 @@ export class ObservedCache {
       this.apply(event);
     }
     this.snapshotCache = undefined;
+    this.routeChanges = undefined;
   }
 
   /** Returns true when the event changed the cache. */
   apply(event: CacheEvent): boolean {
     this.snapshotCache = undefined;
-    switch (event.kind) {
-      case 'link': return this.applyLink(event.link, event.removed);
-      case 'address': return this.applyAddress(event.address, event.removed);
-      case 'route': return this.applyRoute(event.route, event.removed, event.replace);
-      case 'rule': return this.applyRule(event.rule, event.removed);
-    }
+    if (event.kind === 'route') return this.applyRoute(event.route, event.removed, event.replace);
+    const changed = event.kind === 'link' ? this.applyLink(event.link, event.removed)
+      : event.kind === 'address' ? this.applyAddress(event.address, event.removed)
+        : this.applyRule(event.rule, event.removed);
+    if (changed) this.routeChanges = undefined;
+    return changed;
   }
 
   /** What a successful operation did, before its event arrives. */
@@ -61,8 +76,10 @@ export class ObservedCache {
       case 'add-route': this.apply({ kind: 'route', removed: false, replace: false, route: op.route }); break;
       case 'replace-route': this.apply({ kind: 'route', removed: false, replace: true, route: op.route }); break;
       case 'delete-route': this.apply({ kind: 'route', removed: true, replace: false, route: op.route }); break;
-      case 'add-rule': this.apply({ kind: 'rule', removed: false, rule: op.rule }); break;
-      case 'delete-rule': this.apply({ kind: 'rule', removed: true, rule: op.rule }); break;
+      // A pass's own rule changes leave the rules as it wanted them: the next pass may
+      // still look at route changes alone (see takeRouteChanges).
+      case 'add-rule': this.snapshotCache = undefined; this.applyRule(op.rule, false); break;
+      case 'delete-rule': this.snapshotCache = undefined; this.applyRule(op.rule, true); break;
     }
   }
 
@@ -126,17 +143,31 @@ export class ObservedCache {
   private applyRoute(route: Route, removed: boolean, replace: boolean): boolean {
     if (route.table === LOCAL_TABLE) return false;
     const key = routeKey(route);
-    if (removed) return this.routes.delete(key);
+    const before = this.routes.get(key);
+    if (removed) {
+      if (before === undefined) return false;
+      this.noteRouteChange(key, before);
+      return this.routes.delete(key);
+    }
     // The echo of a route we added, or a dump repeating what we know: keep the object we
     // have, so passes see nothing changed (and derived copies keep their memoized keys).
-    const before = this.routes.get(key);
     if (!replace && before !== undefined && identicalRoutes(before, route)) return false;
     if (replace && route.family === 6) {
       const base = routeBaseKey(route);
-      for (const [k, r] of this.routes) if (r.family === 6 && routeBaseKey(r) === base) this.routes.delete(k);
+      for (const [k, r] of this.routes) {
+        if (r.family === 6 && routeBaseKey(r) === base) {
+          this.noteRouteChange(k, r);
+          this.routes.delete(k);
+        }
+      }
     }
+    this.noteRouteChange(key, this.routes.get(key));
     this.routes.set(key, route);
     return true;
+  }
+
+  private noteRouteChange(key: string, before: Route | undefined): void {
+    if (this.routeChanges !== undefined && !this.routeChanges.has(key)) this.routeChanges.set(key, before);
   }
 
   private applyRule(rule: Rule, removed: boolean): boolean {

@@ -23,6 +23,10 @@ export class FakeKernel extends EventEmitter implements Kernel {
     return taken;
   }
 
+  takeRouteChanges(): ReadonlyMap<string, Route | undefined> | undefined {
+    return this.state.takeRouteChanges();
+  }
+
   resyncing = false;
   isResyncing(): boolean { return this.resyncing; }
 

@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { RawNetlinkSocket } from 'netlink/dist/raw';
 import type { Logger } from '../log';
-import type { Observed, Operation, OperationResult } from '../model';
+import type { Observed, Operation, OperationResult, Route } from '../model';
 import { describeOperation } from '../describe';
 import { ObservedCache, type CacheEvent, type CacheKind } from './cache';
 import { CommandSocket } from './commands';
@@ -67,6 +67,10 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
     this.monitor?.close();
     this.dumper?.close();
     this.command?.close();
+  }
+
+  takeRouteChanges(): ReadonlyMap<string, Route | undefined> | undefined {
+    return this.cache.takeRouteChanges();
   }
 
   observed(): Observed {

@@ -1,5 +1,5 @@
 import type { EventEmitter } from 'node:events';
-import type { Observed, Operation, OperationResult } from '../model';
+import type { Observed, Operation, OperationResult, Route } from '../model';
 
 /**
  * The kernel as the daemon sees it: a cache of observed state kept true by events
@@ -15,6 +15,12 @@ export interface Kernel extends EventEmitter {
    * last call, other than by our own delete operations. Clears the set.
    */
   takeForeignDeletions(): ReadonlySet<string>;
+  /**
+   * Routes changed since the last call, by key, with the route each had before
+   * (undefined: none); undefined when more than routes changed, or since start.
+   * Starts over.
+   */
+  takeRouteChanges(): ReadonlyMap<string, Route | undefined> | undefined;
   /** True while a re-dump runs: the observed state may be stale then, so no pass should act on it. */
   isResyncing(): boolean;
   /**

@@ -66,7 +66,7 @@ function copyVia(route: Route, table: number, oif: number | undefined, gateway: 
 // A main-table route object lives until the kernel changes it, so its copies can too:
 // the same copy object pass after pass keeps its memoized key and costs no allocation.
 // Most routes are copied into one table; multipath routes into at most a few.
-interface CopySlot {
+export interface CopySlot {
   readonly linkIndex: number;
   readonly table: number;
   readonly copy: Route | undefined;
@@ -74,7 +74,8 @@ interface CopySlot {
 }
 const copies = new WeakMap<Route, CopySlot[]>();
 
-function cachedCopy(route: Route, linkIndex: number, table: number): CopySlot {
+/** The copy of `route` for the network on `linkIndex` (see copyForTable), made once per route object. */
+export function cachedCopy(route: Route, linkIndex: number, table: number): CopySlot {
   let slots = copies.get(route);
   if (slots === undefined) {
     slots = [];

@@ -91,7 +91,8 @@ export function diff(desired: Desired, observed: Observed, network: (table: numb
   };
 }
 
-function gatewayRank(op: Operation): number {
+/** Routes via a gateway (1) need the device route (0) that makes the gateway reachable. */
+export function gatewayRank(op: Operation): number {
   if (op.kind === 'add-rule' || op.kind === 'delete-rule') return 0;
   return op.route.gateway !== undefined || op.route.nexthops !== undefined ? 1 : 0;
 }

@@ -4,10 +4,11 @@
 import { describeOperation, describeRule, describeRoute } from '../describe';
 import { operationKey, routeKey, ruleKey } from '../keys';
 import type { Logger } from '../log';
-import type { ManagedNetwork, Observed, Operation, OperationResult } from '../model';
+import type { Desired, ManagedNetwork, Observed, Operation, OperationResult, Route, Rule } from '../model';
 import type { Kernel } from '../kernel/types';
 import { derive, type NetworkPlan } from '../policy/derive';
 import { diff, type Plan } from './diff';
+import { IncrementalRoutes } from './incremental';
 import { Backoff, systemClock, type Clock } from './limiter';
 
 export const NETWORKD_DROP_IN = '/etc/systemd/networkd.conf.d/dynmhs.conf';
@@ -17,6 +18,8 @@ const RETRY_MAX_MS = 30_000;
 const HOLD_THRESHOLD_MS = 0.5;
 /** Changes closer together than this are one burst. */
 const QUIET_MS = 5;
+/** Between two route-only passes while route changes stream in. */
+const STREAM_GAP_MS = 1;
 /** The longest a pass waits for a burst to end: a storm still gets a pass this often. */
 const MAX_HOLD_MS = 250;
 
@@ -27,6 +30,10 @@ export interface PassResult {
   readonly failed: number;
   /** Interfaces with an operation the kernel refused in this pass. */
   readonly failedNetworks: ReadonlySet<string>;
+  /** How many routes the pass wanted in the tables. */
+  readonly desiredRoutes: number;
+  /** Only route changes were looked at (see IncrementalRoutes), not everything. */
+  readonly routesOnly: boolean;
 }
 
 export interface ReconcilerOptions {
@@ -56,6 +63,20 @@ function wasInstalled(installed: Installed, key: string): boolean {
   return (installed.routes.has(key) || installed.rules.has(key)) && !installed.missing.has(key);
 }
 
+function networksSignature(networks: readonly ManagedNetwork[]): string {
+  return networks.map((n) => `${n.interfaceName}:${n.table}:${n.priority}`).join(' ');
+}
+
+/** The last full pass's plans, their route lists read from the routes wanted now (for status reports). */
+function withCurrentRoutes(plans: readonly NetworkPlan[], routes: ReadonlyMap<string, Route>): NetworkPlan[] {
+  return plans.map((plan) => ({
+    network: plan.network, link: plan.link, addresses: plan.addresses, rules: plan.rules,
+    get routes(): readonly Route[] {
+      return [...routes.values()].filter((route) => route.table === plan.network.table);
+    },
+  }));
+}
+
 export class Reconciler {
   private readonly clock: Clock;
   private dirty = false;
@@ -72,7 +93,7 @@ export class Reconciler {
   private readonly restores = new Backoff();
   private readonly reported = new Set<string>();
   private idleWaiters: Array<() => void> = [];
-  /** CPU time of the last pass's own work (derive, diff, bookkeeping), without waiting for the kernel. */
+  /** CPU time of the last full pass's own work (derive, diff, bookkeeping), without waiting for the kernel; 0 after a route-only pass. */
   private lastComputeMs = 0;
   private holdTimer?: unknown;
   /** When the current hold began; undefined when no pass is held. */
@@ -80,6 +101,10 @@ export class Reconciler {
   private lastChangeAt?: number;
   private keptBackReported = false;
   private last?: PassResult;
+  /** The last full pass, when it left the kernel exactly as wanted: what route-only passes build on. */
+  private lastComplete?: { readonly desired: Desired; readonly plans: readonly NetworkPlan[] };
+  private incremental?: IncrementalRoutes;
+  private networksSignature = '';
 
   constructor(private readonly options: ReconcilerOptions) {
     this.clock = options.clock ?? systemClock;
@@ -150,7 +175,15 @@ export class Reconciler {
   /** Changes came in during the pass: the next one now, or when their burst is over. */
   private afterBusyPass(): void {
     const now = this.clock.now();
-    if (this.shouldHold(now)) this.hold(now); else this.kick();
+    if (this.shouldHold(now)) { this.hold(now); return; }
+    // In a stream of route changes, let the next pass start after the event loop has
+    // read what came in meanwhile: fewer, fuller passes, each one datagram to the kernel.
+    if (this.last?.routesOnly === true && this.last.added + this.last.removed > 0) {
+      this.scheduled = true;
+      this.clock.setTimeout(() => { this.scheduled = false; this.kick(); }, STREAM_GAP_MS);
+      return;
+    }
+    this.kick();
   }
 
   /** Changes are still coming in (the last one less than QUIET_MS ago) and passes are expensive. */
@@ -198,13 +231,31 @@ export class Reconciler {
     if (kernel.isResyncing()) return;
     const observed = kernel.observed();
     const networks = this.options.networks();
-    const { desired, plans } = derive(observed, networks);
-    const tableNames = new Map(networks.map((n) => [n.table, n.interfaceName]));
-    const plan = diff(desired, observed, (table) => tableNames.get(table));
-    this.reportForeign(plan, observed);
-
+    const routeChanges = kernel.takeRouteChanges();
     const deletedByOthers = kernel.takeForeignDeletions();
     const held = this.options.heldTables?.();
+    const tableNames = new Map(networks.map((n) => [n.table, n.interfaceName]));
+    const networkOf = (table: number): string | undefined => tableNames.get(table);
+    const signature = networksSignature(networks);
+
+    // Someone else deleting one of ours is for the full pass (restores, their backoff);
+    // deletions of anything else need nothing from it.
+    const oursDeleted = [...deletedByOthers].some((key) => this.installed.routes.has(key) || this.installed.rules.has(key));
+    if (routeChanges !== undefined && !oursDeleted && (held === undefined || held.size === 0)
+      && signature === this.networksSignature && this.lastComplete !== undefined) {
+      this.incremental ??= new IncrementalRoutes(new Map(this.lastComplete.desired.routes), this.lastComplete.plans);
+      const operations = this.incremental.apply(routeChanges, observed.routesByKey, networkOf);
+      if (operations !== undefined) {
+        await this.applyPass(operations, observed, computeStart, this.incremental.routes, withCurrentRoutes(this.lastComplete.plans, this.incremental.routes), true);
+        return;
+      }
+    }
+    this.incremental = undefined;
+    this.networksSignature = signature;
+
+    const { desired, plans } = derive(observed, networks);
+    const plan = diff(desired, observed, networkOf);
+    this.reportForeign(plan, observed);
     let keptBack = 0;
     const now = this.clock.now();
     const operations: Operation[] = [];
@@ -230,6 +281,20 @@ export class Reconciler {
     }
     this.keptBackReported = keptBack > 0;
 
+    const outcome = await this.applyPass(operations, observed, computeStart, desired.routes, plans, false, missing, desired.rules);
+    this.lastComplete = outcome === 'complete' && keptBack === 0 ? { desired, plans } : undefined;
+    if (outcome !== 'failed' && heldBackMs > 0) this.scheduleRetry(heldBackMs);
+  }
+
+  /**
+   * Logs, applies and accounts for a pass's operations. 'complete': every one succeeded
+   * and nothing wanted is missing, so the kernel holds exactly what was wanted, which the
+   * next pass may build on (see IncrementalRoutes); 'failed' schedules a retry.
+   */
+  private async applyPass(operations: readonly Operation[], observed: Observed, computeStart: number,
+    desiredRoutes: ReadonlyMap<string, unknown>, plans: readonly NetworkPlan[], routesOnly: boolean,
+    missing = new Set<string>(), rules?: readonly Rule[]): Promise<'complete' | 'incomplete' | 'failed'> {
+    const { kernel, log } = this.options;
     const device = (index: number): string => observed.links.get(index)?.name ?? `#${index}`;
     // Rules are what users look for; route copies can be thousands, so they go to debug
     // (and are not even described when nobody reads debug).
@@ -238,7 +303,9 @@ export class Reconciler {
       if (op.kind === 'add-rule' || op.kind === 'delete-rule') log.info(describeOperation(op, device));
       else if (debugging) log.debug(describeOperation(op, device));
     }
-    this.lastComputeMs = this.clock.now() - computeStart;
+    // A route-only pass costs in proportion to the changes it looks at: waiting for more of
+    // them would save nothing, only delay them.
+    this.lastComputeMs = routesOnly ? 0 : this.clock.now() - computeStart;
     const results: OperationResult[] = operations.length > 0 ? await kernel.apply(operations) : [];
 
     let added = 0;
@@ -256,18 +323,21 @@ export class Reconciler {
       else added++;
     });
 
-    this.installed = { routes: desired.routes, rules: new Set(desired.rules.map(ruleKey)), missing };
+    this.installed = { routes: desiredRoutes, rules: rules !== undefined ? new Set(rules.map(ruleKey)) : this.installed.rules, missing };
 
     if (operations.length > 0) {
-      log.debug(`Pass applied ${added} addition${added === 1 ? '' : 's'}, ${removed} removal${removed === 1 ? '' : 's'}, ${failed} failure${failed === 1 ? '' : 's'}`);
+      log.debug(`${routesOnly ? 'Route-only pass' : 'Pass'} applied ${added} addition${added === 1 ? '' : 's'}, ${removed} removal${removed === 1 ? '' : 's'}, ${failed} failure${failed === 1 ? '' : 's'}`);
     }
-    this.last = { plans, added, removed, failed, failedNetworks };
+    this.last = { plans, added, removed, failed, failedNetworks, desiredRoutes: desiredRoutes.size, routesOnly };
     this.options.onPass?.(this.last);
-    if (failed > 0) this.scheduleRetry();
-    else {
-      this.retryDelay = 0;
-      if (heldBackMs > 0) this.scheduleRetry(heldBackMs);
+    if (failed > 0) {
+      this.lastComplete = undefined;
+      this.incremental = undefined;
+      this.scheduleRetry();
+      return 'failed';
     }
+    this.retryDelay = 0;
+    return missing.size === 0 ? 'complete' : 'incomplete';
   }
 
   private warnRestore(op: Operation, count: number): void {

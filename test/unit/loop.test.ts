@@ -140,3 +140,30 @@ test('a burst of changes waits for quiet (or 250 ms at most) once passes are exp
   clock.advance(10);
   await loop.idle();
 });
+
+test('route-only passes: new routes are copied, failures fall back to full passes, status lists the routes wanted now', async () => {
+  const { kernel, loop, passes, clock } = setup();
+  await loop.idle();
+  const hosts = [1, 2, 3].map((i) => route({ dst: `10.9.0.${i}`, dstLength: 32, gateway: '10.1.0.1', oif: 3 }));
+  kernel.failWith((op) => op.kind === 'add-route' && op.route.dst === '10.9.0.2', 'ENOBUFS');
+  for (const host of hosts) kernel.addRoute(host);
+  await loop.idle();
+  assert.equal(passes.at(-1)!.routesOnly, true, 'three routes, nothing else: a route-only pass');
+  assert.equal(passes.at(-1)!.failed, 1);
+  assert.ok(kernel.hasRoute(ours(hosts[0], 2000)) && !kernel.hasRoute(ours(hosts[1], 2000)));
+  // The retry (a full pass) completes the table.
+  clock.advance(100);
+  await loop.idle();
+  assert.equal(passes.at(-1)!.routesOnly, false);
+  assert.equal(passes.at(-1)!.routesOnly, false);
+  for (const host of hosts) assert.ok(kernel.hasRoute(ours(host, 2000)), host.dst);
+  // Removed and changed routes follow too.
+  kernel.deleteRoute(hosts[0]);
+  kernel.addRoute({ ...hosts[2], gateway: '10.1.0.9', metric: 0, onlink: true });
+  await loop.idle();
+  assert.ok(!kernel.hasRoute(ours(hosts[0], 2000)));
+  const plan = passes.at(-1)!.plans[0];
+  assert.deepEqual(plan.routes.map((r) => `${r.dst} ${r.gateway}`).sort(), ['0.0.0.0 10.1.0.1', '10.9.0.2 10.1.0.1', '10.9.0.3 10.1.0.9']);
+  assert.equal(passes.at(-1)!.desiredRoutes, 3);
+  assert.equal(passes.at(-1)!.routesOnly, true);
+});
