@@ -16,10 +16,16 @@ const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 30_000;
 /** A pass that computed for less than this never waits for a burst to end. */
 const HOLD_THRESHOLD_MS = 0.5;
+/**
+ * A pass with this many operations, with changes still coming in, means a stream (an
+ * `ip -batch`, a full routing table arriving): the next pass waits for it to end, as
+ * after an expensive pass. Adding copies one datagram at a time while the stream goes on
+ * only makes both sides contend for the kernel's RTNL lock: measured, a 10,000-route
+ * burst converged in 380-430 ms waiting, 460-560 ms keeping up.
+ */
+const HOLD_OPERATIONS = 16;
 /** Changes closer together than this are one burst. */
 const QUIET_MS = 5;
-/** Between two route-only passes while route changes stream in. */
-const STREAM_GAP_MS = 1;
 /** The longest a pass waits for a burst to end: a storm still gets a pass this often. */
 const MAX_HOLD_MS = 250;
 
@@ -95,6 +101,7 @@ export class Reconciler {
   private idleWaiters: Array<() => void> = [];
   /** CPU time of the last full pass's own work (derive, diff, bookkeeping), without waiting for the kernel; 0 after a route-only pass. */
   private lastComputeMs = 0;
+  private lastOperations = 0;
   private holdTimer?: unknown;
   /** When the current hold began; undefined when no pass is held. */
   private holdStart?: number;
@@ -175,21 +182,13 @@ export class Reconciler {
   /** Changes came in during the pass: the next one now, or when their burst is over. */
   private afterBusyPass(): void {
     const now = this.clock.now();
-    if (this.shouldHold(now)) { this.hold(now); return; }
-    // In a stream of route changes, let the next pass start after the event loop has
-    // read what came in meanwhile: fewer, fuller passes, each one datagram to the kernel.
-    if (this.last?.routesOnly === true && this.last.added + this.last.removed > 0) {
-      this.scheduled = true;
-      this.clock.setTimeout(() => { this.scheduled = false; this.kick(); }, STREAM_GAP_MS);
-      return;
-    }
-    this.kick();
+    if (this.shouldHold(now)) this.hold(now); else this.kick();
   }
 
   /** Changes are still coming in (the last one less than QUIET_MS ago) and passes are expensive. */
   private shouldHold(now: number): boolean {
     return this.lastChangeAt !== undefined && now - this.lastChangeAt < QUIET_MS
-      && this.lastComputeMs >= (this.options.holdThresholdMs ?? HOLD_THRESHOLD_MS);
+      && (this.lastComputeMs >= (this.options.holdThresholdMs ?? HOLD_THRESHOLD_MS) || this.lastOperations >= HOLD_OPERATIONS);
   }
 
   /** The pass waits until changes have been quiet for QUIET_MS, or MAX_HOLD_MS in all. */
@@ -306,6 +305,7 @@ export class Reconciler {
     // A route-only pass costs in proportion to the changes it looks at: waiting for more of
     // them would save nothing, only delay them.
     this.lastComputeMs = routesOnly ? 0 : this.clock.now() - computeStart;
+    this.lastOperations = operations.length;
     const results: OperationResult[] = operations.length > 0 ? await kernel.apply(operations) : [];
 
     let added = 0;
