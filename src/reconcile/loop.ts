@@ -185,7 +185,7 @@ export class Reconciler {
     if (this.shouldHold(now)) this.hold(now); else this.kick();
   }
 
-  /** Changes are still coming in (the last one less than QUIET_MS ago) and passes are expensive. */
+  /** Changes are still coming in (the last one less than QUIET_MS ago) and the last pass was expensive or large. */
   private shouldHold(now: number): boolean {
     return this.lastChangeAt !== undefined && now - this.lastChangeAt < QUIET_MS
       && (this.lastComputeMs >= (this.options.holdThresholdMs ?? HOLD_THRESHOLD_MS) || this.lastOperations >= HOLD_OPERATIONS);
