@@ -14,12 +14,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
+import { DAEMON_MAIN, daemonNodeOptions } from '../test/helpers/daemon';
 import { Testbed, skipReason, waitFor, run } from '../test/managers/harness';
 import { percentile, SignalRecorder } from '../test/managers/util';
 import { linkPath, networkdManaged, withLinkProperties, type NetworkdLink } from '../src/sources/networkd-facts';
 
 const RUNS = Number(process.env.BENCH_MANAGER_RUNS ?? 50);
-const MAIN = resolve(__dirname, '..', 'src', 'main.js');
 const RESULTS = resolve(__dirname, '..', '..', 'bench', 'results');
 
 interface Seen { at: number; line: string }
@@ -32,7 +32,7 @@ function monitor(tb: Testbed, ns: string): { child: ChildProcess; seen: Seen[] }
 }
 
 function startDaemon(tb: Testbed, ns: string, bus: string, source: string, state: string): ChildProcess {
-  const child = tb.spawnHelper('dynmhs', 'ip', ['netns', 'exec', ns, 'env', `DBUS_SYSTEM_BUS_ADDRESS=${bus}`, process.execPath, MAIN,
+  const child = tb.spawnHelper('dynmhs', 'ip', ['netns', 'exec', ns, 'env', `DBUS_SYSTEM_BUS_ADDRESS=${bus}`, process.execPath, ...daemonNodeOptions(), DAEMON_MAIN,
     '--source', source, '--state-directory', state, '--no-dbus', '--loglevel', '3', '--logcolor', 'off']);
   child.stdout!.resume();
   child.stderr!.resume();

@@ -124,10 +124,12 @@ put_tree "$STAGE/dist" "$LIBDIR/dist"
 put_tree "$STAGE/node_modules" "$LIBDIR/node_modules"
 put 0644 "$REPO/package.json" "$LIBDIR/package.json"
 
+# The daemon's Node options are on its own first line (see src/main.ts).
+NODE_OPTIONS_OF_DAEMON=$(sed -n '1s|^#!/usr/bin/env -S node||p' "$REPO/dist/src/main.js")
 cat > "$STAGE/dynmhs" <<EOF
 #!/bin/sh
 # dynmhs daemon (installed by dynmhs's scripts/install-system.sh)
-exec $NODE $LIBDIR/dist/src/main.js "\$@"
+exec $NODE$NODE_OPTIONS_OF_DAEMON $LIBDIR/dist/src/main.js "\$@"
 EOF
 cat > "$STAGE/dynmhsctl" <<EOF
 #!/bin/sh

@@ -1,5 +1,13 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --min-semi-space-size=32 --max-semi-space-size=32
 // Composition root: parse, build the real adapters, wire them, run until a signal.
+//
+// The Node options above are the daemon's own, and every launcher takes them from this
+// line (the installed wrapper, the tests, the benchmarks). Start-up keeps every route of
+// the kernel's dump, and every copy of it, alive: in V8's default young generation, which
+// starts at 1 MB, each of these objects is copied by a scavenge and again on promotion.
+// A fixed 32 MB young generation holds the start-up pass of 10,000 routes: measured, a
+// cold pass 105 -> 75 ms and start-up 310 -> 258 ms (medians), with the same resident
+// memory once settled (72 MB with 10,000 routes mirrored; peak 136 MB instead of 108).
 import { EXIT, exitCodeOf, parseCommandLine } from './config/parse';
 import type { Config } from './config/types';
 import { Daemon } from './daemon';

@@ -13,6 +13,14 @@ import { WaitAbort, waitFor } from './wait';
 /** dist/src/main.js, resolved from dist/test/helpers/. */
 export const DAEMON_MAIN = resolve(__dirname, '..', '..', 'src', 'main.js');
 
+/** The Node options the daemon runs with, from its own `#!/usr/bin/env -S node …` line (see src/main.ts). */
+export function daemonNodeOptions(): string[] {
+  const first = readFileSync(DAEMON_MAIN, 'utf8').split('\n', 1)[0];
+  const match = /^#!\/usr\/bin\/env -S node((?: --?[\w-]+(?:=\S+)?)*)$/.exec(first);
+  if (match === null) throw new Error(`${DAEMON_MAIN}: unexpected first line ${JSON.stringify(first)}`);
+  return match[1].split(' ').filter((option) => option !== '');
+}
+
 export interface ExitStatus {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -75,7 +83,7 @@ export class DaemonProcess {
     if (opts.noDbus ?? true) fullArgs.push('--no-dbus');
     let child: ChildProcess;
     try {
-      child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...(opts.nodeArgs ?? []), DAEMON_MAIN, ...fullArgs], {
+      child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...daemonNodeOptions(), ...(opts.nodeArgs ?? []), DAEMON_MAIN, ...fullArgs], {
         stdio: ['ignore', fd, fd],
         env: { ...process.env, ...opts.env },
       });

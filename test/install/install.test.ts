@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { daemonNodeOptions } from '../helpers/daemon';
 
 const REPO = join(__dirname, '..', '..', '..');
 const INSTALL = join(REPO, 'scripts', 'install-system.sh');
@@ -77,7 +78,7 @@ describe('install-system.sh / uninstall-system.sh into a DESTDIR', { skip }, () 
     assert.ok(files.includes('/usr/local/lib/dynmhs/node_modules/dbus-next/'));
     assert.ok(!files.some((f) => f.includes('/dist/test/')), 'tests are not installed');
     // wrappers and the unit point at the installed paths
-    assert.match(readFileSync(join(d, 'usr/local/sbin/dynmhs'), 'utf8'), /^exec \S*node \/usr\/local\/lib\/dynmhs\/dist\/src\/main\.js "\$@"$/m);
+    assert.match(readFileSync(join(d, 'usr/local/sbin/dynmhs'), 'utf8'), /^exec \S*node --min-semi-space-size=32 --max-semi-space-size=32 \/usr\/local\/lib\/dynmhs\/dist\/src\/main\.js "\$@"$/m);
     assert.match(readFileSync(join(d, 'usr/local/bin/dynmhsctl'), 'utf8'), /^exec \S*node \/usr\/local\/lib\/dynmhs\/dist\/src\/cli\/dynmhsctl\.js "\$@"$/m);
     assert.match(readFileSync(join(d, 'usr/local/lib/systemd/system/dynmhs.service'), 'utf8'), /^ExecStart=\/usr\/local\/sbin\/dynmhs --config \/etc\/dynmhs\/dynmhs\.conf$/m);
     assert.equal(readFileSync(join(d, 'etc/dynmhs/dynmhs.conf'), 'utf8'), readFileSync(join(REPO, 'scripts', 'dynmhs.conf.default'), 'utf8'));
@@ -142,5 +143,17 @@ describe('install-system.sh / uninstall-system.sh into a DESTDIR', { skip }, () 
       assert.equal(r.code, 2, r.out);
     }
     assert.deepEqual(tree(d), []);
+  });
+});
+
+describe('the daemon\'s Node options (first line of src/main.ts)', { skip }, () => {
+  test('give V8 the 32 MB young generation the start-up pass was measured with, and launchers read them', () => {
+    const options = daemonNodeOptions();
+    assert.deepEqual(options, ['--min-semi-space-size=32', '--max-semi-space-size=32']);
+    const probe = spawnSync(process.execPath, [...options, '-p',
+      "require('node:v8').getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size"], { encoding: 'utf8' });
+    assert.equal(probe.status, 0, probe.stderr);
+    // One semi-space is usable at a time: its size is what new_space reports.
+    assert.equal(Number(probe.stdout.trim()), 32 * 1024 * 1024);
   });
 });
