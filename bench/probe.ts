@@ -14,6 +14,7 @@ import { createNetlink, createRtNetlink, Protocol, rt, type NetlinkMessage } fro
 import { RawNetlinkSocket } from 'netlink/dist/raw';
 import { decodeEvent, forEachMessage, GROUPS, RTM } from '../src/kernel/codec';
 import { DumpSocket } from '../src/kernel/dump';
+import { attachFilter, onlyRoutesOfProtocol } from '../src/kernel/filter';
 import { routeKey, ruleKey } from '../src/keys';
 
 const PROTO = 249;
@@ -116,6 +117,9 @@ async function latency(cfg: { ifName: string; family: 4 | 6; address: string; pr
 async function count(cfg: { tables: number[]; routes: number; rules: number; timeoutMs: number }) {
   const tables = new Set(cfg.tables);
   const mon = new RawNetlinkSocket(0, { recvBufferSize: 8 << 20, sendBufferSize: 1 << 20 });
+  // Only our routes and the rules reach the probe: a measuring device that wakes up for
+  // each of a burst's 10,000 main-table routes takes a CPU from what it measures.
+  attachFilter(mon, onlyRoutesOfProtocol(PROTO, [RTM.NEWROUTE, RTM.DELROUTE], [RTM.NEWRULE, RTM.DELRULE]));
   for (const g of [GROUPS.IPV4_ROUTE, GROUPS.IPV6_ROUTE, GROUPS.IPV4_RULE, GROUPS.IPV6_RULE]) mon.addMembership(g);
   const dumper = new DumpSocket(8 << 20);
   const ours = async (): Promise<{ routes: number; rules: Set<string> }> => {

@@ -28,7 +28,8 @@ interface Chunk {
 
 export class CommandSocket {
   private readonly socket: RawNetlinkSocket;
-  private readonly port: number;
+  /** This socket's netlink port: the kernel stamps its notifications about our requests with it. */
+  readonly port: number;
   private readonly writer = new RequestWriter();
   private seq = 0;
   private readonly inFlight = new Set<Chunk>();
@@ -38,6 +39,10 @@ export class CommandSocket {
     this.port = this.socket.address().port;
     this.socket.on('message', (data) => this.onReply(data));
     this.socket.on('error', onError);
+    // A lost reply cannot be matched to its request: every request waiting fails, and is retried.
+    this.socket.on('truncatedMessage', () => {
+      for (const chunk of [...this.inFlight]) this.settle(chunk, 'EMSGSIZE');
+    });
   }
 
   close(): void {

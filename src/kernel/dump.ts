@@ -28,6 +28,9 @@ export class DumpSocket {
     this.port = this.socket.address().port;
     this.socket.on('message', (data) => this.onReply(data));
     this.socket.on('error', (error) => this.running?.finish(error));
+    // Part of the dump is lost; the binding grows its buffer, so the caller's retry gets it whole.
+    this.socket.on('truncatedMessage', (_data, info) =>
+      this.running?.finish(new Error(`a ${info.truncated ?? '?'}-byte dump reply did not fit the receive buffer`)));
   }
 
   close(): void {

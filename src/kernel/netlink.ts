@@ -3,7 +3,9 @@
 // dump socket (dump.ts: a multipart reply must not interleave with events), and a
 // command socket for changes (commands.ts), so that the replies to thousands of
 // requests never crowd out events. Events of a kind being dumped are held and replayed
-// on top of the dump, so the result is never older than what was seen.
+// on top of the dump, so the result is never older than what was seen. The monitor
+// socket does not receive what the kernel multicasts about our own requests (filter.ts):
+// their acknowledgements say what they did, and the cache records it then.
 import { EventEmitter } from 'node:events';
 import { RawNetlinkSocket } from 'netlink/dist/raw';
 import type { Logger } from '../log';
@@ -12,8 +14,9 @@ import { describeOperation } from '../describe';
 import { ObservedCache, type CacheEvent, type CacheKind } from './cache';
 import { CommandSocket } from './commands';
 import { DumpSocket } from './dump';
+import { attachFilter, dropMessagesFrom } from './filter';
 import { decodeEvent, forEachMessage, GROUPS, RTM } from './codec';
-import { operationKey, routeKey, ruleKey } from '../keys';
+import { routeKey, ruleKey } from '../keys';
 import type { Kernel } from './types';
 
 const NETLINK_ROUTE = 0;
@@ -42,7 +45,6 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
   private fullResyncQueued = false;
   private overflowed = false;
   private quietTimer?: NodeJS.Timeout;
-  private readonly ownDeletions = new Map<string, number>();
   private foreignDeletions = new Set<string>();
 
   constructor(private readonly log: Logger) {
@@ -54,9 +56,16 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
     this.monitor = monitor;
     this.dumper = new DumpSocket(RECEIVE_BUFFER);
     this.command = new CommandSocket(RECEIVE_BUFFER, (error) => this.log.warning(`Netlink command socket: ${error.message}`));
+    attachFilter(monitor, dropMessagesFrom(this.command.port));
     for (const group of Object.values(GROUPS)) monitor.addMembership(group);
     monitor.on('message', (data) => this.onEvents(data));
     monitor.on('error', (error) => this.onMonitorError(error));
+    // An event larger than the receive buffer is lost (the binding grows the buffer for the next).
+    monitor.on('truncatedMessage', (_data, info) => {
+      if (this.stopped) return;
+      this.log.warning(`A ${info.truncated ?? '?'}-byte netlink event did not fit the receive buffer and was lost: re-reading links, addresses, routes and rules`);
+      this.resyncAfterLoss();
+    });
     await this.resync(DUMP_ORDER);
   }
 
@@ -89,9 +98,6 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
 
   async apply(operations: readonly Operation[]): Promise<OperationResult[]> {
     if (operations.length === 0) return [];
-    // Our own deletions come back as events, possibly before their acknowledgements:
-    // expect them before sending, so they are never mistaken for another program's.
-    for (const op of operations) if (isDelete(op)) this.expectOwnDeletion(operationKey(op), 1);
     const outcomes = await this.command!.run(operations);
     return operations.map((op, i) => {
       const code = outcomes[i];
@@ -99,15 +105,8 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
       const ok = code === undefined || (adding ? code === 'EEXIST' : code === 'ENOENT' || code === 'ESRCH');
       if (ok) this.cache.applyOperation(op);
       else this.log.debug(`Kernel refused: ${describeOperation(op)}: ${code}`);
-      // Nothing was deleted, so no event will come.
-      if (isDelete(op) && code !== undefined) this.expectOwnDeletion(operationKey(op), -1);
       return ok ? { ok } : { ok, code };
     });
-  }
-
-  private expectOwnDeletion(key: string, delta: number): void {
-    const count = (this.ownDeletions.get(key) ?? 0) + delta;
-    if (count > 0) this.ownDeletions.set(key, count); else this.ownDeletions.delete(key);
   }
 
   /** Dumps the given kinds again, one dump at a time (overlapping dumps fail with EBUSY). */
@@ -184,22 +183,15 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
         return;
       }
       if (event === undefined) return;
-      if ((event.kind === 'route' || event.kind === 'rule') && event.removed) this.noteDeletion(event);
+      // Our own deletions never arrive here (see start): every one that does is someone else's.
+      if ((event.kind === 'route' || event.kind === 'rule') && event.removed) {
+        this.foreignDeletions.add(event.kind === 'route' ? routeKey(event.route) : ruleKey(event.rule));
+      }
       const held = this.held.get(kindOf(event));
       if (held !== undefined) { held.push(event); return; }
       if (this.cache.apply(event)) this.scheduleChanged();
       if (this.flushesRoutesSilently(event)) this.scheduleRouteRedump();
     });
-  }
-
-  private noteDeletion(event: CacheEvent & { kind: 'route' | 'rule' }): void {
-    const key = event.kind === 'route' ? routeKey(event.route) : ruleKey(event.rule);
-    const own = this.ownDeletions.get(key) ?? 0;
-    if (own > 0) {
-      if (own === 1) this.ownDeletions.delete(key); else this.ownDeletions.set(key, own - 1);
-      return;
-    }
-    this.foreignDeletions.add(key);
   }
 
   /** The kernel drops routes without telling when a link goes down or loses its last IPv4 address. */
@@ -220,8 +212,6 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
   private onMonitorError(error: Error & { code?: string }): void {
     if (this.stopped) return;
     if (error.code === 'ENOBUFS') {
-      // Echoes of our own deletions may be among the lost events.
-      this.ownDeletions.clear();
       // Events were lost: the cache may be wrong now. Read everything again.
       this.log.warning('Netlink receive buffer overflowed (ENOBUFS): events were lost, re-reading links, addresses, routes and rules');
       // While the queue stays congested the kernel drops further events without saying
@@ -229,12 +219,16 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
       // have gone quiet: that dump is the authoritative one.
       this.overflowed = true;
       this.armQuietTimer();
-      if (this.fullResyncQueued) return;
-      this.fullResyncQueued = true;
-      this.resyncUntilDone(DUMP_ORDER);
+      this.resyncAfterLoss();
       return;
     }
     this.log.error(`Netlink monitor socket: ${error.message}`);
+  }
+
+  private resyncAfterLoss(): void {
+    if (this.fullResyncQueued) return;
+    this.fullResyncQueued = true;
+    this.resyncUntilDone(DUMP_ORDER);
   }
 
   private scheduleChanged(): void {
