@@ -134,6 +134,8 @@ async function count(cfg: { tables: number[]; routes: number; rules: number; tim
     return { routes: routes.size, rules };
   };
   let overflow = false;
+  /** When the first change of ours arrived after READY: splits a start-up into before and during the writes. */
+  let firstAt: number | undefined;
   let routes = 0;
   let rules = new Set<string>();
   const handle = (type: number, flags: number, data: Buffer, start: number, end: number): void => {
@@ -162,6 +164,7 @@ async function count(cfg: { tables: number[]; routes: number; rules: number; tim
   };
   mon.on('message', (data: Buffer) => {
     if (dumping) { queued.push(data); return; }
+    firstAt ??= now();
     handleDatagram(data);
     check();
   });
@@ -179,7 +182,7 @@ async function count(cfg: { tables: number[]; routes: number; rules: number; tim
   const verified = await ours();
   dumper.close();
   const ok = !Number.isNaN(t) && verified.routes >= cfg.routes && verified.rules.size >= cfg.rules;
-  return { tMs: ok ? t : null, routes: verified.routes, rules: verified.rules.size, counted: { routes, rules: rules.size }, overflow };
+  return { tMs: ok ? t : null, firstMs: firstAt ?? null, routes: verified.routes, rules: verified.rules.size, counted: { routes, rules: rules.size }, overflow };
 }
 
 /** RTA_TABLE, or the header's 8-bit table when the message has none. */

@@ -81,7 +81,7 @@ function expectedCounts(topo: Topology): { routes: number; rules: number } {
 
 /** Start the count probe in the host ns; resolves once it has dumped and subscribed. */
 function startCounter(topo: Topology, want: { routes: number; rules: number }, timeoutMs: number):
-  Promise<{ result: Promise<{ tMs: number | null; routes: number; rules: number; overflow: boolean }> }> {
+  Promise<{ result: Promise<{ tMs: number | null; firstMs: number | null; routes: number; rules: number; overflow: boolean }> }> {
   return new Promise((resolveReady, rejectReady) => {
     const child = spawn('ip', ['netns', 'exec', topo.host, process.execPath, PROBE, 'count',
       JSON.stringify({ tables: [2000, 3000], routes: want.routes, rules: want.rules, timeoutMs })], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -89,7 +89,7 @@ function startCounter(topo: Topology, want: { routes: number; rules: number }, t
     let ready = false;
     let err = '';
     child.stderr.on('data', (b: Buffer) => { err += b.toString(); });
-    const result = new Promise<{ tMs: number | null; routes: number; rules: number; overflow: boolean }>((res, rej) => {
+    const result = new Promise<{ tMs: number | null; firstMs: number | null; routes: number; rules: number; overflow: boolean }>((res, rej) => {
       child.stdout.on('data', (b: Buffer) => {
         out += b.toString();
         if (!ready && out.includes('READY\n')) { ready = true; resolveReady({ result }); }
@@ -227,7 +227,8 @@ async function main(): Promise<number> {
       const startupMs = c.tMs === null ? null : c.tMs - t0;
       const conv = convergence(topo, README_NETS);
       results.startup = {
-        addresses: want.rules, mainRoutesMirrored: want.routes, startupMs: r1(startupMs), converged: conv === '',
+        addresses: want.rules, mainRoutesMirrored: want.routes, startupMs: r1(startupMs),
+        firstWriteMs: c.firstMs === null ? null : r1(c.firstMs - t0), converged: conv === '',
         problems: conv.slice(0, 500), counted: c, daemonAlive: d.running,
         ratioVsKernelAdd: startupMs === null ? null : r1(startupMs / kernel.add10kTableMs),
       };
@@ -259,7 +260,7 @@ async function main(): Promise<number> {
       const t0 = now();
       topo.batch(topo.host, lines);
       const batchMs = now() - t0;
-      const c = await counter.result.catch((e: Error) => ({ tMs: null, routes: -1, rules: -1, overflow: true, error: e.message }));
+      const c = await counter.result.catch((e: Error) => ({ tMs: null, firstMs: null, routes: -1, rules: -1, overflow: true, error: e.message }));
       const convergeMs = c.tMs === null ? null : c.tMs - t0;
       const mirrored = topo.ourRoutes(4, 2000).length + topo.ourRoutes(4, 3000).length +
         topo.ourRoutes(6, 2000).length + topo.ourRoutes(6, 3000).length;

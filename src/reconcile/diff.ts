@@ -48,7 +48,7 @@ export function diff(desired: Desired, observed: Observed, network: (table: numb
     else if (!sameRouteContent(present, route)) routeAdds.push({ kind: 'replace-route', route, network: network(route.table) });
   }
   // A gateway must be reachable when its route is added: device routes go first.
-  routeAdds.sort((a, b) => gatewayRank(a) - gatewayRank(b));
+  const orderedAdds = byGatewayRank(routeAdds, 'device routes first');
 
   const observedRuleKeys = new Set(observed.rules.map(ruleKey));
   const desiredRuleKeys = new Set<string>();
@@ -81,10 +81,10 @@ export function diff(desired: Desired, observed: Observed, network: (table: numb
     }
   }
   // Gateway routes go before the device routes that make their gateway reachable.
-  routeDeletes.sort((a, b) => gatewayRank(b) - gatewayRank(a));
+  const orderedDeletes = byGatewayRank(routeDeletes, 'gateway routes first');
 
   return {
-    operations: [...routeAdds, ...ruleAdds, ...ruleDeletes, ...routeDeletes],
+    operations: [...orderedAdds, ...ruleAdds, ...ruleDeletes, ...orderedDeletes],
     conflicts,
     foreignRoutes,
     foreignRules,
@@ -95,4 +95,16 @@ export function diff(desired: Desired, observed: Observed, network: (table: numb
 export function gatewayRank(op: Operation): number {
   if (op.kind === 'add-rule' || op.kind === 'delete-rule') return 0;
   return op.route.gateway !== undefined || op.route.nexthops !== undefined ? 1 : 0;
+}
+
+/**
+ * The operations in two groups by gatewayRank, each in its original order (a stable
+ * sort on a two-valued key, in one pass: a start-up sorts 10,000s with code V8 has not
+ * optimised yet).
+ */
+export function byGatewayRank(operations: readonly Operation[], order: 'device routes first' | 'gateway routes first'): Operation[] {
+  const device: Operation[] = [];
+  const gateway: Operation[] = [];
+  for (const op of operations) (gatewayRank(op) === 0 ? device : gateway).push(op);
+  return order === 'device routes first' ? [...device, ...gateway] : [...gateway, ...device];
 }

@@ -8,7 +8,7 @@
 import { sameRouteContent } from '../keys';
 import { MAIN_TABLE, type Operation, type Route } from '../model';
 import { cachedCopy, type CopySlot, type NetworkPlan } from '../policy/derive';
-import { gatewayRank, ownsRoute } from './diff';
+import { byGatewayRank, ownsRoute } from './diff';
 
 export class IncrementalRoutes {
   /** Output device index → table of the network on it. */
@@ -85,9 +85,7 @@ export class IncrementalRoutes {
         else if (this.managedTables.has(have.table)) return undefined;
       }
     }
-    adds.sort((a, b) => gatewayRank(a) - gatewayRank(b));
-    deletes.sort((a, b) => gatewayRank(b) - gatewayRank(a));
-    return [...adds, ...deletes];
+    return [...byGatewayRank(adds, 'device routes first'), ...byGatewayRank(deletes, 'gateway routes first')];
   }
 
   private copiesOf(route: Route): Array<CopySlot & { readonly copy: Route }> {

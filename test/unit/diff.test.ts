@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { diff } from '../../src/reconcile/diff';
+import { byGatewayRank, diff, gatewayRank } from '../../src/reconcile/diff';
 import { desiredOf } from '../../src/policy/derive';
 import { WAN1, observedOf, ours, route, rule } from './fixtures';
 
@@ -52,4 +52,13 @@ test('shutdown: diff against nothing removes exactly our entries', () => {
     [rule('10.1.0.2', 2000), rule('10.1.0.2', 2000, 0)]);
   const plan = diff(desiredOf([], []), observed);
   assert.deepEqual(plan.operations.map((op) => `${op.kind} ${op.kind.endsWith('rule') ? '' : ''}`.trim()), ['delete-rule', 'delete-route']);
+});
+
+test('byGatewayRank: two groups, each in its original order, as a stable sort would leave them', () => {
+  const device = [10, 11, 12].map((n) => ({ kind: 'add-route' as const, route: ours(route({ dst: `10.${n}.0.0`, dstLength: 16, oif: 3 }), 2000) }));
+  const viaGateway = [20, 21].map((n) => ({ kind: 'add-route' as const, route: ours(route({ dst: `10.${n}.0.0`, dstLength: 16, oif: 3, gateway: '10.1.0.1' }), 2000) }));
+  const mixed = [viaGateway[0], device[0], device[1], viaGateway[1], device[2]];
+  assert.deepEqual(byGatewayRank(mixed, 'device routes first'), [...device, ...viaGateway]);
+  assert.deepEqual(byGatewayRank(mixed, 'gateway routes first'), [...viaGateway, ...device]);
+  assert.deepEqual(byGatewayRank(mixed, 'device routes first'), [...mixed].sort((a, b) => gatewayRank(a) - gatewayRank(b)));
 });
