@@ -126,6 +126,8 @@ put 0644 "$REPO/package.json" "$LIBDIR/package.json"
 
 # The daemon's Node options are on its own first line (see src/main.ts).
 NODE_OPTIONS_OF_DAEMON=$(sed -n '1s|^#!/usr/bin/env -S node||p' "$REPO/dist/src/main.js")
+[ -n "$NODE_OPTIONS_OF_DAEMON" ] || {
+    echo "install-system: $REPO/dist/src/main.js does not start with '#!/usr/bin/env -S node OPTIONS'; rebuild it: npm run build" >&2; exit 2; }
 cat > "$STAGE/dynmhs" <<EOF
 #!/bin/sh
 # dynmhs daemon (installed by dynmhs's scripts/install-system.sh)

@@ -22,7 +22,7 @@ interface Instruction {
 const op = (code: number, k: number, jt = 0, jf = 0): Instruction => ({ code, jt, jf, k });
 
 /** The filter as the kernel reads it: `struct sock_filter` { u16 code; u8 jt; u8 jf; u32 k }, host byte order. */
-export function assemble(program: readonly Instruction[]): Buffer {
+function assemble(program: readonly Instruction[]): Buffer {
   const out = Buffer.alloc(program.length * 8);
   const little = endianness() === 'LE';
   program.forEach((ins, i) => {
