@@ -25,6 +25,19 @@
 // (SO_ATTACH_FILTER; `program` is a Buffer of 8-byte `struct sock_filter`), so a
 // socket can have the kernel drop messages it does not want before they are queued.
 //
+// 4. Pacing. `setReading(false)` stops watching the socket for input (sending goes on)
+// and `setReading(true)` resumes, so that a reader can take a stream of events in
+// batches (src/kernel/pacer.ts) instead of waking up for every one of them. And one
+// wake-up reads up to 1024 datagrams or 1 MiB, not 32 datagrams: after a pause the
+// whole backlog comes in one callback.
+//
+// 5. Sending off the main thread. `sendAsync(datagram, callback)` makes the sendmsg()
+// on a libuv worker thread. A request to rtnetlink is carried out inside that system
+// call: 128 route additions keep it busy for ~0.7 ms, which the event loop would
+// otherwise spend waiting. The worker sends through a dup() of the socket, so closing
+// the socket meanwhile cannot make it write to a recycled descriptor. Callers keep
+// their own order: one sendAsync at a time per socket (src/kernel/commands.ts).
+//
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -221,6 +234,90 @@ const PATCHES = [
     'InstanceMethod<&Socket::GetSendBufferSize>("getSendBufferSize"),\n            InstanceMethod<&Socket::AttachFilter>("attachFilter"),\n'],
   ['std::vector<char> rx_batch;', '    bool processing = false;\n',
     '    bool processing = false;\n    std::vector<char> rx_batch;\n    size_t rx_capacity = 0;\n'],
+  // 4. Pacing: the read budget, and setReading().
+  ['// dynmhs: read budget', '        int count = 32;\n        size_t used = 0;\n',
+    '        // dynmhs: read budget: a paused reader takes its whole backlog at once.\n        int count = 1024;\n        size_t used = 0;\n'],
+  ['while (count-- > 0 && used < ', '        while (count-- > 0) {\n            if (rx_batch.size()',
+    '        while (count-- > 0 && used < ((size_t) 1 << 20)) {\n            if (rx_batch.size()'],
+  ['if (events == 0) { uv_poll_stop', '    void start(Napi::Env env, int events, uv_poll_cb cb) {\n',
+    '    void start(Napi::Env env, int events, uv_poll_cb cb) {\n        if (events == 0) { uv_poll_stop(&handle); return; }\n'],
+  ['(reading ? UV_READABLE : 0) | UV_WRITABLE', 'watcher->start(env, UV_READABLE | UV_WRITABLE, PollHandler);',
+    'watcher->start(env, (reading ? UV_READABLE : 0) | UV_WRITABLE, PollHandler);'],
+  ['(obj->reading ? UV_READABLE : 0)', 'obj->watcher->start(obj->Env(), obj->write_queue.empty() ? UV_READABLE : (UV_READABLE | UV_WRITABLE), PollHandler);',
+    'obj->watcher->start(obj->Env(), (obj->reading ? UV_READABLE : 0) | (obj->write_queue.empty() ? 0 : UV_WRITABLE), PollHandler);'],
+  ['watcher->start(Env(), reading ? UV_READABLE : 0', '            watcher->start(Env(), UV_READABLE, PollHandler);\n            // XXX',
+    '            watcher->start(Env(), reading ? UV_READABLE : 0, PollHandler);\n            // XXX'],
+  ['"setReading"', 'InstanceMethod<&Socket::AttachFilter>("attachFilter"),\n',
+    'InstanceMethod<&Socket::AttachFilter>("attachFilter"),\n            InstanceMethod<&Socket::SetReading>("setReading"),\n'],
+  ['void SetReading(', '    void AttachFilter(const CallbackInfo& info) {\n',
+    `    void SetReading(const CallbackInfo& info) {
+        Napi::Env env = info.Env();
+        CheckOpen(env);
+        reading = info[0].ToBoolean();
+        watcher->start(env, (reading ? UV_READABLE : 0) | (write_queue.empty() ? 0 : UV_WRITABLE), PollHandler);
+    }
+
+    void AttachFilter(const CallbackInfo& info) {
+`],
+  ['bool reading = true;', '    size_t rx_capacity = 0;\n', '    size_t rx_capacity = 0;\n    bool reading = true;\n'],
+  // 5. sendAsync().
+  ['"sendAsync"', 'InstanceMethod<&Socket::SetReading>("setReading"),\n',
+    'InstanceMethod<&Socket::SetReading>("setReading"),\n            InstanceMethod<&Socket::SendAsync>("sendAsync"),\n'],
+  ['void SendAsync(', '    void SetReading(const CallbackInfo& info) {\n',
+    `    void SendAsync(const CallbackInfo& info) {
+        Napi::Env env = info.Env();
+        CheckOpen(env);
+        if (!info[0].IsBuffer() || !info[1].IsFunction())
+            throw Napi::TypeError::New(env, "sendAsync expects a Buffer and a callback");
+        int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (copy == -1)
+            throw ErrnoException(env, errno, "fcntl", "Couldn't duplicate the netlink socket");
+        auto callback = info[1].As<Napi::Function>();
+        (new SendWorker(callback, info[0].As<Napi::Buffer<char>>(), copy))->Queue();
+    }
+
+    void SetReading(const CallbackInfo& info) {
+`],
+  ['class SendWorker', 'class Socket : public Napi::ObjectWrap<Socket> {\n',
+    `// dynmhs: sendmsg() to the kernel on a libuv worker thread, through a duplicate of the socket.
+class SendWorker : public Napi::AsyncWorker {
+  public:
+    SendWorker(Napi::Function& callback, Napi::Buffer<char> data, int fd)
+        : Napi::AsyncWorker(callback, "netlink:sendAsync"), fd(fd), data(data.Data()), length(data.Length()),
+          keep(Napi::Persistent(data.As<Napi::Object>())) {}
+    ~SendWorker() { close(fd); }
+    void Execute() override {
+        struct sockaddr_nl addr {};
+        addr.nl_family = AF_NETLINK;
+        struct iovec iov { data, length };
+        struct msghdr msg {};
+        msg.msg_name = &addr;
+        msg.msg_namelen = sizeof(addr);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        ssize_t size;
+        do {
+            size = sendmsg(fd, &msg, 0);
+        } while (size == -1 && errno == EINTR);
+        error_number = size == -1 ? errno : 0;
+    }
+    void OnOK() override {
+        Napi::Env env = Env();
+        Napi::HandleScope scope (env);
+        if (error_number == 0) Callback().Call({ env.Undefined() });
+        else Callback().Call({ ErrnoException(env, error_number, "sendmsg", "Error when sending Netlink message").Value() });
+    }
+  private:
+    int fd;
+    char* data;
+    size_t length;
+    int error_number = 0;
+    Napi::ObjectReference keep;
+};
+
+class Socket : public Napi::ObjectWrap<Socket> {
+`],
+  ['#include <fcntl.h>', '#include <assert.h>\n', '#include <assert.h>\n#include <fcntl.h>\n'],
 ];
 
 function main() {

@@ -4,14 +4,20 @@
 // in order: once the last message is acknowledged, every failure before it has been
 // reported. 10,000 route changes then cost 79 system calls and 79 replies instead of
 // 10,000 of each; `ip -batch`, for comparison, sends one and waits for its answer.
+// The kernel carries a request out inside sendmsg(), so the binding makes that call on
+// a worker thread (sendAsync): the event loop encodes the next datagram, and reads
+// events, while the kernel works through this one. One datagram is in the kernel at a
+// time, so they are carried out in the order written (device routes before the
+// gateway routes that need them).
 import { RawNetlinkSocket } from 'netlink/dist/raw';
 import type { Operation } from '../model';
+import { patchedNative, type PatchedNative } from './native';
 import { errnoName, errorOf, forEachMessage, NLM_F_ACK, NLMSG_ERROR, RequestWriter } from './codec';
 
 const NETLINK_ROUTE = 0;
 /** Messages per datagram. */
 const CHUNK = 128;
-/** Datagrams in flight: the kernel works through one while we write the next. */
+/** Datagrams written and not yet acknowledged: the kernel works through one while we write the next. */
 const CHUNKS_IN_FLIGHT = 4;
 const TIMEOUT_MS = 5000;
 const MAX_SEQ = 0x7fffffff;
@@ -33,10 +39,16 @@ export class CommandSocket {
   private readonly writer = new RequestWriter();
   private seq = 0;
   private readonly inFlight = new Set<Chunk>();
+  private readonly native: PatchedNative;
+  /** Datagrams waiting for the one in the kernel to come back from sendmsg(). */
+  private readonly unsent: Array<{ readonly datagram: Buffer; readonly chunk: Chunk }> = [];
+  private sending = false;
+  private closed = false;
 
   constructor(bufferSize: number, onError: (error: Error) => void) {
     this.socket = new RawNetlinkSocket(NETLINK_ROUTE, { recvBufferSize: bufferSize, sendBufferSize: bufferSize });
     this.port = this.socket.address().port;
+    this.native = patchedNative(this.socket);
     this.socket.on('message', (data) => this.onReply(data));
     this.socket.on('error', onError);
     // A lost reply cannot be matched to its request: every request waiting fails, and is retried.
@@ -46,6 +58,8 @@ export class CommandSocket {
   }
 
   close(): void {
+    this.closed = true;
+    this.unsent.length = 0;
     for (const chunk of this.inFlight) this.settle(chunk, 'ECANCELED');
     this.socket.close();
   }
@@ -68,6 +82,7 @@ export class CommandSocket {
   }
 
   private sendChunk(operations: readonly Operation[], start: number, end: number): Promise<Outcome[]> {
+    if (this.closed) return Promise.resolve(new Array<Outcome>(end - start).fill('ECANCELED'));
     // Sequence numbers of one datagram are consecutive, so a reply finds its chunk by range.
     if (this.seq + (end - start) > MAX_SEQ) this.seq = 0;
     const firstSeq = this.seq + 1;
@@ -83,9 +98,21 @@ export class CommandSocket {
         done: () => { clearTimeout(timer); resolve(chunk.outcomes); },
       };
       this.inFlight.add(chunk);
-      this.socket.send(datagram, {}, (error) => {
-        if (error !== undefined) this.settle(chunk, error.code ?? 'EIO');
-      });
+      this.unsent.push({ datagram, chunk });
+      this.sendNext();
+    });
+  }
+
+  private sendNext(): void {
+    if (this.sending || this.closed) return;
+    const next = this.unsent.shift();
+    if (next === undefined) return;
+    if (!this.inFlight.has(next.chunk)) { this.sendNext(); return; }
+    this.sending = true;
+    this.native.sendAsync(next.datagram, (error?: Error & { code?: string }) => {
+      this.sending = false;
+      if (error !== undefined) this.settle(next.chunk, error.code ?? 'EIO');
+      this.sendNext();
     });
   }
 

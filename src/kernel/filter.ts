@@ -3,6 +3,7 @@
 // so what a socket does not want costs it no wake-up, no read and no decoding.
 import { endianness } from 'node:os';
 import type { RawNetlinkSocket } from 'netlink/dist/raw';
+import { patchedNative } from './native';
 
 // Opcodes (linux/filter.h, linux/bpf_common.h).
 const BPF_LD_W_ABS = 0x20;
@@ -85,15 +86,7 @@ export function onlyRoutesOfProtocol(protocol: number, routeTypes: readonly numb
   return assemble(program);
 }
 
-interface FilterableNative {
-  attachFilter(program: Buffer): void;
-}
-
 /** Attaches a filter; throws the kernel's error (or a TypeError from an unpatched binding). */
 export function attachFilter(socket: RawNetlinkSocket, program: Buffer): void {
-  const native = (socket as unknown as { __native: Partial<FilterableNative> }).__native;
-  if (typeof native.attachFilter !== 'function') {
-    throw new TypeError('the netlink binding has no attachFilter: rebuild it with scripts/build-netlink.js (npm install)');
-  }
-  native.attachFilter(program);
+  patchedNative(socket).attachFilter(program);
 }

@@ -15,6 +15,8 @@ import { ObservedCache, type CacheEvent, type CacheKind } from './cache';
 import { CommandSocket } from './commands';
 import { DumpSocket } from './dump';
 import { attachFilter, dropMessagesFrom } from './filter';
+import { patchedNative } from './native';
+import { ReadPacer } from './pacer';
 import { decodeEvent, forEachMessage, GROUPS, RTM } from './codec';
 import { routeKey, ruleKey } from '../keys';
 import type { Kernel } from './types';
@@ -46,6 +48,7 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
   private overflowed = false;
   private quietTimer?: NodeJS.Timeout;
   private foreignDeletions = new Set<string>();
+  private pacer?: ReadPacer;
 
   constructor(private readonly log: Logger) {
     super();
@@ -57,6 +60,7 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
     this.dumper = new DumpSocket(RECEIVE_BUFFER);
     this.command = new CommandSocket(RECEIVE_BUFFER, (error) => this.log.warning(`Netlink command socket: ${error.message}`));
     attachFilter(monitor, dropMessagesFrom(this.command.port));
+    this.pacer = new ReadPacer(patchedNative(monitor));
     for (const group of Object.values(GROUPS)) monitor.addMembership(group);
     monitor.on('message', (data) => this.onEvents(data));
     monitor.on('error', (error) => this.onMonitorError(error));
@@ -71,6 +75,7 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.pacer?.stop();
     if (this.quietTimer !== undefined) clearTimeout(this.quietTimer);
     await this.dumpChain.catch(() => undefined);
     this.monitor?.close();
@@ -172,7 +177,9 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
 
   private onEvents(data: Buffer): void {
     if (this.overflowed) this.armQuietTimer();
+    let messages = 0;
     forEachMessage(data, (type, flags, _seq, start, end) => {
+      messages++;
       // Deleting a nexthop object deletes the routes that use it, without RTM_DELROUTE.
       if (type === RTM.DELNEXTHOP) { this.scheduleRouteRedump(); return; }
       let event: CacheEvent | undefined;
@@ -192,6 +199,7 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
       if (this.cache.apply(event)) this.scheduleChanged();
       if (this.flushesRoutesSilently(event)) this.scheduleRouteRedump();
     });
+    this.pacer?.afterRead(messages);
   }
 
   /** The kernel drops routes without telling when a link goes down or loses its last IPv4 address. */
