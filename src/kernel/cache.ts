@@ -73,9 +73,11 @@ export class ObservedCache {
   /** What a successful operation did, before its event arrives. */
   applyOperation(op: Operation): void {
     switch (op.kind) {
-      case 'add-route': this.apply({ kind: 'route', removed: false, replace: false, route: op.route }); break;
-      case 'replace-route': this.apply({ kind: 'route', removed: false, replace: true, route: op.route }); break;
-      case 'delete-route': this.apply({ kind: 'route', removed: true, replace: false, route: op.route }); break;
+      // The pass that made these changes accounts for them itself: they are not changes
+      // for the next pass to look at (see takeRouteChanges).
+      case 'add-route': this.snapshotCache = undefined; this.applyRoute(op.route, false, false, false); break;
+      case 'replace-route': this.snapshotCache = undefined; this.applyRoute(op.route, false, true, false); break;
+      case 'delete-route': this.snapshotCache = undefined; this.applyRoute(op.route, true, false, false); break;
       // A pass's own rule changes leave the rules as it wanted them: the next pass may
       // still look at route changes alone (see takeRouteChanges).
       case 'add-rule': this.snapshotCache = undefined; this.applyRule(op.rule, false); break;
@@ -140,13 +142,13 @@ export class ObservedCache {
     return true;
   }
 
-  private applyRoute(route: Route, removed: boolean, replace: boolean): boolean {
+  private applyRoute(route: Route, removed: boolean, replace: boolean, note = true): boolean {
     if (route.table === LOCAL_TABLE) return false;
     const key = routeKey(route);
     const before = this.routes.get(key);
     if (removed) {
       if (before === undefined) return false;
-      this.noteRouteChange(key, before);
+      if (note) this.noteRouteChange(key, before);
       return this.routes.delete(key);
     }
     // The echo of a route we added, or a dump repeating what we know: keep the object we
@@ -156,12 +158,12 @@ export class ObservedCache {
       const base = routeBaseKey(route);
       for (const [k, r] of this.routes) {
         if (r.family === 6 && routeBaseKey(r) === base) {
-          this.noteRouteChange(k, r);
+          if (note) this.noteRouteChange(k, r);
           this.routes.delete(k);
         }
       }
     }
-    this.noteRouteChange(key, this.routes.get(key));
+    if (note) this.noteRouteChange(key, this.routes.get(key));
     this.routes.set(key, route);
     return true;
   }

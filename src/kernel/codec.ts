@@ -196,6 +196,7 @@ function decodeMultipath(data: Buffer, start: number, end: number): NextHop[] {
   return hops;
 }
 
+// The fields in the order copyVia (policy/derive.ts) writes them: one hidden class for both.
 function decodeRoute(data: Buffer, start: number, end: number): Route | undefined {
   if (end - start < 12) return undefined;
   const family = familyOfAf(data[start]);

@@ -35,17 +35,25 @@ export class IncrementalRoutes {
    */
   apply(changes: ReadonlyMap<string, Route | undefined>, current: ReadonlyMap<string, Route>,
     network: (table: number) => string | undefined): Operation[] | undefined {
+    // One loop per method: V8 compiles a loop that runs 10,000 times while it runs (OSR),
+    // and in one function with three such loops it compiled the whole three times over.
     const touched = new Set<string>();
     // Copies of routes that changed or went first, then those of the new routes: a new
     // route may take the key a changed one leaves.
+    if (!this.dropCopiesOfOld(changes, current, touched)) return undefined;
+    if (!this.addCopiesOfNew(changes, current, touched)) return undefined;
+    return this.operationsFor(touched, current, network);
+  }
+
+  private dropCopiesOfOld(changes: ReadonlyMap<string, Route | undefined>, current: ReadonlyMap<string, Route>, touched: Set<string>): boolean {
     for (const [key, before] of changes) {
       if (before === undefined || before === current.get(key)) continue;
       // A multipath route reduced to its one hop on a link may share its copy with a
       // plain route via that hop: only the full pass sees both.
-      if (before.nexthops !== undefined || current.get(key)?.nexthops !== undefined) return undefined;
+      if (before.nexthops !== undefined || current.get(key)?.nexthops !== undefined) return false;
       if (before.table !== MAIN_TABLE) {
         // A foreign route leaving a table of ours: the full pass forgets having reported it.
-        if (this.managedTables.has(before.table) && !ownsRoute(before)) return undefined;
+        if (this.managedTables.has(before.table) && !ownsRoute(before)) return false;
         continue;
       }
       for (const copy of this.copiesOf(before)) {
@@ -55,21 +63,29 @@ export class IncrementalRoutes {
         }
       }
     }
+    return true;
+  }
+
+  private addCopiesOfNew(changes: ReadonlyMap<string, Route | undefined>, current: ReadonlyMap<string, Route>, touched: Set<string>): boolean {
     for (const [key, before] of changes) {
       const after = current.get(key);
       if (before === after) continue;
       touched.add(key);
       if (after === undefined || after.table !== MAIN_TABLE) continue;
-      if (after.nexthops !== undefined) return undefined;
+      if (after.nexthops !== undefined) return false;
       for (const copy of this.copiesOf(after)) {
         const present = this.routes.get(copy.key);
         if (present === copy.copy) continue;
-        if (present !== undefined) return undefined;
+        if (present !== undefined) return false;
         this.routes.set(copy.key, copy.copy);
         touched.add(copy.key);
       }
     }
+    return true;
+  }
 
+  private operationsFor(touched: ReadonlySet<string>, current: ReadonlyMap<string, Route>,
+    network: (table: number) => string | undefined): Operation[] | undefined {
     const adds: Operation[] = [];
     const deletes: Operation[] = [];
     for (const key of touched) {
