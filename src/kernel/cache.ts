@@ -72,16 +72,16 @@ export class ObservedCache {
 
   /** What a successful operation did, before its event arrives. */
   applyOperation(op: Operation): void {
+    this.snapshotCache = undefined;
+    // The pass that made these changes accounts for them itself: they are not changes for
+    // the next pass to look at, and its rule changes leave the rules as it wanted them,
+    // so the next pass may still look at route changes alone (see takeRouteChanges).
     switch (op.kind) {
-      // The pass that made these changes accounts for them itself: they are not changes
-      // for the next pass to look at (see takeRouteChanges).
-      case 'add-route': this.snapshotCache = undefined; this.applyRoute(op.route, false, false, false); break;
-      case 'replace-route': this.snapshotCache = undefined; this.applyRoute(op.route, false, true, false); break;
-      case 'delete-route': this.snapshotCache = undefined; this.applyRoute(op.route, true, false, false); break;
-      // A pass's own rule changes leave the rules as it wanted them: the next pass may
-      // still look at route changes alone (see takeRouteChanges).
-      case 'add-rule': this.snapshotCache = undefined; this.applyRule(op.rule, false); break;
-      case 'delete-rule': this.snapshotCache = undefined; this.applyRule(op.rule, true); break;
+      case 'add-route': this.applyRoute(op.route, false, false, false); break;
+      case 'replace-route': this.applyRoute(op.route, false, true, false); break;
+      case 'delete-route': this.applyRoute(op.route, true, false, false); break;
+      case 'add-rule': this.applyRule(op.rule, false); break;
+      case 'delete-rule': this.applyRule(op.rule, true); break;
     }
   }
 

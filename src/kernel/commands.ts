@@ -105,9 +105,10 @@ export class CommandSocket {
 
   private sendNext(): void {
     if (this.sending || this.closed) return;
-    const next = this.unsent.shift();
+    // A chunk settled meanwhile (timed out) is not sent.
+    let next = this.unsent.shift();
+    while (next !== undefined && !this.inFlight.has(next.chunk)) next = this.unsent.shift();
     if (next === undefined) return;
-    if (!this.inFlight.has(next.chunk)) { this.sendNext(); return; }
     this.sending = true;
     this.native.sendAsync(next.datagram, (error?: Error & { code?: string }) => {
       this.sending = false;
