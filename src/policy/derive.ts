@@ -67,26 +67,31 @@ function copyVia(route: Route, table: number, oif: number | undefined, gateway: 
 
 // A main-table route object lives until the kernel changes it, so its copies can too:
 // the same copy object pass after pass keeps its memoized key and costs no allocation.
-// Most routes are copied into one table; multipath routes into at most a few.
+// Most routes are copied into one table (kept as the slot itself, no list); multipath
+// routes into at most a few.
 export interface CopySlot {
   readonly linkIndex: number;
   readonly table: number;
   readonly copy: Route | undefined;
   readonly key: string;
 }
-const copies = new WeakMap<Route, CopySlot[]>();
+const copies = new WeakMap<Route, CopySlot | CopySlot[]>();
 
 /** The copy of `route` for the network on `linkIndex` (see copyForTable), made once per route object. */
 export function cachedCopy(route: Route, linkIndex: number, table: number): CopySlot {
-  let slots = copies.get(route);
-  if (slots === undefined) {
-    slots = [];
-    copies.set(route, slots);
+  const known = copies.get(route);
+  if (known !== undefined) {
+    if (!Array.isArray(known)) {
+      if (known.linkIndex === linkIndex && known.table === table) return known;
+    } else {
+      for (const slot of known) if (slot.linkIndex === linkIndex && slot.table === table) return slot;
+    }
   }
-  for (const slot of slots) if (slot.linkIndex === linkIndex && slot.table === table) return slot;
   const copy = copyForTable(route, linkIndex, table);
-  const slot = { linkIndex, table, copy, key: copy === undefined ? '' : routeKey(copy) };
-  slots.push(slot);
+  const slot: CopySlot = { linkIndex, table, copy, key: copy === undefined ? '' : routeKey(copy) };
+  if (known === undefined) copies.set(route, slot);
+  else if (Array.isArray(known)) known.push(slot);
+  else copies.set(route, [known, slot]);
   return slot;
 }
 

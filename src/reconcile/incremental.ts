@@ -46,7 +46,8 @@ export class IncrementalRoutes {
   }
 
   private dropCopiesOfOld(changes: ReadonlyMap<string, Route | undefined>, current: ReadonlyMap<string, Route>, touched: Set<string>): boolean {
-    for (const [key, before] of changes) {
+    for (const key of changes.keys()) {
+      const before = changes.get(key);
       if (before === undefined || before === current.get(key)) continue;
       // A multipath route reduced to its one hop on a link may share its copy with a
       // plain route via that hop: only the full pass sees both.
@@ -56,30 +57,29 @@ export class IncrementalRoutes {
         if (this.managedTables.has(before.table) && !ownsRoute(before)) return false;
         continue;
       }
-      for (const copy of this.copiesOf(before)) {
-        if (this.routes.get(copy.key) === copy.copy) {
-          this.routes.delete(copy.key);
-          touched.add(copy.key);
-        }
+      const slot = this.copyOf(before);
+      if (slot !== undefined && this.routes.get(slot.key) === slot.copy) {
+        this.routes.delete(slot.key);
+        touched.add(slot.key);
       }
     }
     return true;
   }
 
   private addCopiesOfNew(changes: ReadonlyMap<string, Route | undefined>, current: ReadonlyMap<string, Route>, touched: Set<string>): boolean {
-    for (const [key, before] of changes) {
+    for (const key of changes.keys()) {
       const after = current.get(key);
-      if (before === after) continue;
+      if (changes.get(key) === after) continue;
       touched.add(key);
       if (after === undefined || after.table !== MAIN_TABLE) continue;
       if (after.nexthops !== undefined) return false;
-      for (const copy of this.copiesOf(after)) {
-        const present = this.routes.get(copy.key);
-        if (present === copy.copy) continue;
-        if (present !== undefined) return false;
-        this.routes.set(copy.key, copy.copy);
-        touched.add(copy.key);
-      }
+      const slot = this.copyOf(after);
+      if (slot === undefined) continue;
+      const present = this.routes.get(slot.key);
+      if (present === slot.copy) continue;
+      if (present !== undefined) return false;
+      this.routes.set(slot.key, slot.copy);
+      touched.add(slot.key);
     }
     return true;
   }
@@ -104,13 +104,15 @@ export class IncrementalRoutes {
     return [...byGatewayRank(adds, 'device routes first'), ...byGatewayRank(deletes, 'gateway routes first')];
   }
 
-  private copiesOf(route: Route): Array<CopySlot & { readonly copy: Route }> {
-    const slots: Array<CopySlot & { readonly copy: Route }> = [];
-    for (const [linkIndex, table] of this.tableOn) {
-      if (route.nexthops === undefined && route.oif !== linkIndex) continue;
-      const slot = cachedCopy(route, linkIndex, table);
-      if (slot.copy !== undefined) slots.push(slot as CopySlot & { readonly copy: Route });
-    }
-    return slots;
+  /**
+   * The copy of a single-path route: only the network on its output device has one.
+   * (Multipath routes never get here: the full pass handles them.)
+   */
+  private copyOf(route: Route): (CopySlot & { readonly copy: Route }) | undefined {
+    if (route.oif === undefined) return undefined;
+    const table = this.tableOn.get(route.oif);
+    if (table === undefined) return undefined;
+    const slot = cachedCopy(route, route.oif, table);
+    return slot.copy === undefined ? undefined : slot as CopySlot & { readonly copy: Route };
   }
 }
