@@ -402,6 +402,11 @@ export class RequestWriter {
     this.buffer.writeUInt16LE(this.length - start, start);
   }
 
+  /** Asks for an acknowledgement of the last message written. */
+  requestAck(): void {
+    put16(this.buffer, this.messageStart + 6, this.buffer.readUInt16LE(this.messageStart + 6) | NLM_F_ACK);
+  }
+
   private begin(type: number, flags: number, seq: number, port: number): void {
     this.ensure(HEADER_LENGTH);
     this.messageStart = this.length;

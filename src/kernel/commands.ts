@@ -2,7 +2,7 @@
 // datagram in turn; only the last one asks for an acknowledgement, since the kernel
 // reports every failure anyway (netlink_rcv_skb acks on error whatever the flags), and
 // in order: once the last message is acknowledged, every failure before it has been
-// reported. 10,000 route changes then cost 79 system calls and 79 replies instead of
+// reported. 10,000 route changes then cost 12 system calls and 12 replies instead of
 // 10,000 of each; `ip -batch`, for comparison, sends one and waits for its answer.
 // The kernel carries a request out inside sendmsg(), so the binding makes that call on
 // a worker thread (sendAsync): the event loop encodes the next datagram, and reads
@@ -12,12 +12,23 @@
 import { RawNetlinkSocket } from 'netlink/dist/raw';
 import type { Operation } from '../model';
 import { patchedNative, type PatchedNative } from './native';
-import { errnoName, errorOf, forEachMessage, NLM_F_ACK, NLMSG_ERROR, RequestWriter } from './codec';
+import { errnoName, errorOf, forEachMessage, NLMSG_ERROR, RequestWriter } from './codec';
 
 const NETLINK_ROUTE = 0;
-/** Messages per datagram. */
-const CHUNK = 128;
-/** Datagrams written and not yet acknowledged: the kernel works through one while we write the next. */
+/**
+ * A datagram ends after the message that takes it past this size: ~900 IPv4 routes.
+ * Fewer, larger datagrams keep the kernel busy without the event loop: each one costs a
+ * round trip through it (the worker's callback, the acknowledgement, encoding the next),
+ * and in a burst the event loop is busy with the burst's events. Measured, 10,000 routes
+ * in a burst: 128 messages per datagram 215 ms, 512 200 ms, 2,048 199 ms (medians of 8).
+ */
+const DATAGRAM_BYTES = 64 * 1024;
+/**
+ * Datagrams written and not yet acknowledged: the kernel works through one while we
+ * write the next. The kernel's answers to them must fit the socket's receive buffer even
+ * if every request fails (an error repeats the request: ~1.3 times its size); 4 × 64 KiB
+ * fit the 416 KiB a default rmem_max allows.
+ */
 const CHUNKS_IN_FLIGHT = 4;
 const TIMEOUT_MS = 5000;
 const MAX_SEQ = 0x7fffffff;
@@ -64,37 +75,46 @@ export class CommandSocket {
     this.socket.close();
   }
 
-  /** Sends all operations, a bounded number at a time; one outcome per operation, in order. */
+  /** Sends all operations, a bounded number of datagrams at a time; one outcome per operation, in order. */
   async run(operations: readonly Operation[]): Promise<Outcome[]> {
     const outcomes = new Array<Outcome>(operations.length);
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < operations.length) {
         const start = next;
-        next = Math.min(operations.length, next + CHUNK);
-        const results = await this.sendChunk(operations, start, next);
+        const chunk = this.sendChunk(operations, start);
+        next = chunk.end;
+        const results = await chunk.outcomes;
         for (let i = 0; i < results.length; i++) outcomes[start + i] = results[i];
       }
     };
-    const workers = Math.min(CHUNKS_IN_FLIGHT, Math.ceil(operations.length / CHUNK));
-    await Promise.all(Array.from({ length: workers }, worker));
+    await Promise.all(Array.from({ length: CHUNKS_IN_FLIGHT }, worker));
     return outcomes;
   }
 
-  private sendChunk(operations: readonly Operation[], start: number, end: number): Promise<Outcome[]> {
-    if (this.closed) return Promise.resolve(new Array<Outcome>(end - start).fill('ECANCELED'));
-    // Sequence numbers of one datagram are consecutive, so a reply finds its chunk by range.
-    if (this.seq + (end - start) > MAX_SEQ) this.seq = 0;
-    const firstSeq = this.seq + 1;
-    for (let i = start; i < end; i++) {
-      this.writer.operation(operations[i], i === end - 1 ? NLM_F_ACK : 0, ++this.seq, this.port);
+  /** Writes operations from `start` into one datagram and sends it; `end` is where it stopped. */
+  private sendChunk(operations: readonly Operation[], start: number): { end: number; outcomes: Promise<Outcome[]> } {
+    if (this.closed) {
+      return { end: operations.length, outcomes: Promise.resolve(new Array<Outcome>(operations.length - start).fill('ECANCELED')) };
     }
+    // Sequence numbers of one datagram are consecutive, so a reply finds its chunk by range.
+    if (this.seq + (operations.length - start) > MAX_SEQ) this.seq = 0;
+    const firstSeq = this.seq + 1;
+    let end = start;
+    while (end < operations.length && this.writer.size < DATAGRAM_BYTES) {
+      this.writer.operation(operations[end++], 0, ++this.seq, this.port);
+    }
+    this.writer.requestAck();
     const datagram = this.writer.take();
+    return { end, outcomes: this.send(datagram, firstSeq, end - start) };
+  }
+
+  private send(datagram: Buffer, firstSeq: number, count: number): Promise<Outcome[]> {
     return new Promise<Outcome[]>((resolve) => {
       // An acknowledgement the kernel could not queue is lost: fail the chunk, the loop retries.
       const timer = setTimeout(() => this.settle(chunk, 'ETIMEDOUT'), TIMEOUT_MS);
       const chunk: Chunk = {
-        firstSeq, lastSeq: this.seq, outcomes: new Array<Outcome>(end - start),
+        firstSeq, lastSeq: firstSeq + count - 1, outcomes: new Array<Outcome>(count),
         done: () => { clearTimeout(timer); resolve(chunk.outcomes); },
       };
       this.inFlight.add(chunk);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AttrStream, formatMessage, parseMessages, rt } from 'netlink';
 import { addressToText, textToAddress, isLinkLocal } from '../../src/address';
-import { decodeEvent, errnoName, errorOf, forEachMessage, NLMSG_ERROR, RequestWriter } from '../../src/kernel/codec';
+import { decodeEvent, errnoName, errorOf, forEachMessage, NLM_F_ACK, NLMSG_ERROR, RequestWriter } from '../../src/kernel/codec';
 import { ObservedCache, type CacheEvent } from '../../src/kernel/cache';
 import type { Operation, Route, Rule } from '../../src/model';
 import { route, rule } from './fixtures';
@@ -148,9 +148,14 @@ test('links and addresses; on point-to-point links the local address is IFA_LOCA
 test('a datagram of several messages, and an error reply', () => {
   const writer = new RequestWriter();
   writer.operation({ kind: 'delete-route', route: ROUTES[0] }, 0, 1, 0);
-  writer.operation({ kind: 'delete-rule', rule: rule('10.101.0.2', 2000) }, 4, 2, 0);
-  const seen = decodeAll(writer.take()).map((m) => `${m.type}:${m.seq}:${m.event?.kind}`);
+  writer.operation({ kind: 'delete-rule', rule: rule('10.101.0.2', 2000) }, 0, 2, 0);
+  writer.requestAck();
+  const datagram = writer.take();
+  const seen = decodeAll(datagram).map((m) => `${m.type}:${m.seq}:${m.event?.kind}`);
   assert.deepEqual(seen, ['25:1:route', '33:2:rule']);
+  const flags: number[] = [];
+  forEachMessage(datagram, (_type, messageFlags) => flags.push(messageFlags & NLM_F_ACK));
+  assert.deepEqual(flags, [0, NLM_F_ACK], 'only the last message asks for an acknowledgement');
   const error = Buffer.alloc(36);
   error.writeUInt32LE(36, 0);
   error.writeUInt16LE(NLMSG_ERROR, 4);
