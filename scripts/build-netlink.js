@@ -38,6 +38,12 @@
 // the socket meanwhile cannot make it write to a recycled descriptor. Callers keep
 // their own order: one sendAsync at a time per socket (src/kernel/commands.ts).
 //
+// 6. Buffer sizes. SO_RCVBUF and SO_SNDBUF are silently capped at net.core.rmem_max
+// and wmem_max: 208 KiB on a default system, so the 4 MiB the daemon asks for became
+// 416 KiB, about 500 queued events of a burst before ENOBUFS. The FORCE variants, which
+// take CAP_NET_ADMIN (the daemon has it), are tried first; unprivileged callers get
+// what they got before.
+//
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -318,6 +324,17 @@ class SendWorker : public Napi::AsyncWorker {
 class Socket : public Napi::ObjectWrap<Socket> {
 `],
   ['#include <fcntl.h>', '#include <assert.h>\n', '#include <assert.h>\n#include <fcntl.h>\n'],
+  // 6. Buffer sizes past rmem_max / wmem_max when privileged.
+  ['// dynmhs: forced receive buffer',
+    '        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)))\n',
+    '        // dynmhs: forced receive buffer: past rmem_max with CAP_NET_ADMIN, else capped as before.\n'
+    + '        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size))\n'
+    + '            && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)))\n'],
+  ['// dynmhs: forced send buffer',
+    '        if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)))\n',
+    '        // dynmhs: forced send buffer: past wmem_max with CAP_NET_ADMIN, else capped as before.\n'
+    + '        if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size))\n'
+    + '            && setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)))\n'],
 ];
 
 function main() {

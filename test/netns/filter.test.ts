@@ -2,8 +2,9 @@
 // socket of the daemon does not see its own requests' notifications but sees everyone
 // else's, a wake-up's datagrams arrive in one callback with every message intact, a
 // paced reader takes a stream in batches, requests sent off the main thread are carried
-// out in order and a close while they are under way harms nothing, and the probe's
-// filter lets only routes of our protocol and rules through.
+// out in order and a close while they are under way harms nothing, socket buffers are
+// as large as asked past the sysctl limits, and the probe's filter lets only routes of
+// our protocol and rules through.
 // Needs root: it creates network namespaces (skipped otherwise).
 
 import assert from 'node:assert/strict';
@@ -157,6 +158,20 @@ describe('netlink binding and socket filters on the real kernel', { skip }, () =
     assert.deepEqual(got.afterClose.other, []);
     assert.equal(got.afterClose.ok + got.afterClose.canceled, 5000);
     assert.ok(got.afterClose.canceled > 0, 'closed before all 5,000 were acknowledged');
+  });
+
+  it('socket buffers: a privileged socket gets the size it asks for, past net.core.rmem_max and wmem_max', () => {
+    const limits = ['rmem_max', 'wmem_max'].map((name) => Number(spawnSync('cat', [`/proc/sys/net/core/${name}`], { encoding: 'utf8' }).stdout));
+    // Ask for more than the limits allow: capped, the kernel would give twice the limit.
+    const asked = 2 * Math.max(...limits, 1 << 20);
+    const got = inNamespace<{ receive: number; send: number }>(topo.host, `
+      const socket = new RawNetlinkSocket(0, { recvBufferSize: ${asked}, sendBufferSize: ${asked} });
+      const sizes = { receive: socket.getRecvBufferSize(), send: socket.getSendBufferSize() };
+      socket.close();
+      return sizes;`);
+    // The kernel doubles what it is given (its bookkeeping overhead).
+    assert.equal(got.receive, 2 * asked, `receive buffer (rmem_max ${limits[0]})`);
+    assert.equal(got.send, 2 * asked, `send buffer (wmem_max ${limits[1]})`);
   });
 
   it('onlyRoutesOfProtocol: the probe sees routes of that protocol and rules, nothing else', () => {
