@@ -32,7 +32,7 @@ function monitor(tb: Testbed, ns: string): { child: ChildProcess; seen: Seen[] }
 }
 
 function startDaemon(tb: Testbed, ns: string, bus: string, source: string, state: string): ChildProcess {
-  const child = tb.spawnHelper('dynmhs', 'ip', ['netns', 'exec', ns, 'env', `DBUS_SYSTEM_BUS_ADDRESS=${bus}`, process.execPath, ...daemonNodeOptions(), DAEMON_MAIN,
+  const child = tb.spawnHelper('dynmhs', 'ip', ['netns', 'exec', ns, 'env', '-u', 'NODE_EXTRA_CA_CERTS', `DBUS_SYSTEM_BUS_ADDRESS=${bus}`, process.execPath, ...daemonNodeOptions(), DAEMON_MAIN,
     '--source', source, '--state-directory', state, '--no-dbus', '--loglevel', '3', '--logcolor', 'off']);
   child.stdout!.resume();
   child.stderr!.resume();

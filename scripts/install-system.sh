@@ -131,6 +131,8 @@ NODE_OPTIONS_OF_DAEMON=$(sed -n '1s|^#!/usr/bin/env -S node||p' "$REPO/dist/src/
 cat > "$STAGE/dynmhs" <<EOF
 #!/bin/sh
 # dynmhs daemon (installed by dynmhs's scripts/install-system.sh)
+# No TLS here: Node would read and parse this certificate file at every start.
+unset NODE_EXTRA_CA_CERTS
 exec $NODE$NODE_OPTIONS_OF_DAEMON $LIBDIR/dist/src/main.js "\$@"
 EOF
 cat > "$STAGE/dynmhsctl" <<EOF

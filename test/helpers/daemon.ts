@@ -21,6 +21,19 @@ export function daemonNodeOptions(): string[] {
   return match[1].split(' ').filter((option) => option !== '');
 }
 
+/**
+ * The environment the daemon runs with: this one, without NODE_EXTRA_CA_CERTS, as under
+ * systemd (a service's environment is clean) and the installed wrapper, plus `extra`.
+ * Node reads and parses that certificate file as it starts, before any of the daemon's
+ * code, and the daemon makes no TLS connection: on a host that sets it for every shell
+ * (this VM does, for 140 certificates), Node took 56 ms to start instead of 20.
+ */
+export function daemonEnvironment(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+  delete env.NODE_EXTRA_CA_CERTS;
+  return env;
+}
+
 export interface ExitStatus {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -85,7 +98,7 @@ export class DaemonProcess {
     try {
       child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...daemonNodeOptions(), ...(opts.nodeArgs ?? []), DAEMON_MAIN, ...fullArgs], {
         stdio: ['ignore', fd, fd],
-        env: { ...process.env, ...opts.env },
+        env: daemonEnvironment(opts.env),
       });
     } finally {
       closeSync(fd);
