@@ -34,9 +34,10 @@
 // 5. Sending off the main thread. `sendAsync(datagram, callback)` makes the sendmsg()
 // on a libuv worker thread. A request to rtnetlink is carried out inside that system
 // call: a datagram of 64 KiB of route additions (~900) keeps it busy for 3.5-13 ms,
-// which the event loop would otherwise spend waiting. The worker sends through a dup() of the socket, so closing
-// the socket meanwhile cannot make it write to a recycled descriptor. Callers keep
-// their own order: one sendAsync at a time per socket (src/kernel/commands.ts).
+// which the event loop would otherwise spend waiting. The worker sends through a dup()
+// of the socket, so closing the socket meanwhile cannot make it write to a recycled
+// descriptor. Callers keep their own order: one sendAsync at a time per socket
+// (src/kernel/commands.ts).
 //
 // 6. Buffer sizes. SO_RCVBUF and SO_SNDBUF are silently capped at net.core.rmem_max
 // and wmem_max: 208 KiB on a default system, so the 4 MiB the daemon asks for became

@@ -329,15 +329,17 @@ export class RequestWriter {
     this.end();
   }
 
-  operation(op: Operation, flags: number, seq: number, port: number): void {
+  /** The request for `op`; requestAck() marks the one whose answer ends a datagram. */
+  operation(op: Operation, seq: number, port: number): void {
     switch (op.kind) {
-      case 'add-route': this.route(RTM.NEWROUTE, flags | NLM_F_CREATE | NLM_F_EXCL, seq, port, op.route); break;
-      case 'replace-route': this.route(RTM.NEWROUTE, flags | NLM_F_CREATE | NLM_F_REPLACE, seq, port, op.route); break;
-      case 'delete-route': this.route(RTM.DELROUTE, flags, seq, port, op.route); break;
-      case 'add-rule': this.rule(RTM.NEWRULE, flags | NLM_F_CREATE | NLM_F_EXCL, seq, port, op.rule); break;
-      case 'delete-rule': this.rule(RTM.DELRULE, flags, seq, port, op.rule); break;
+      case 'add-route': this.route(RTM.NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, seq, port, op.route); break;
+      case 'replace-route': this.route(RTM.NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, seq, port, op.route); break;
+      case 'delete-route': this.route(RTM.DELROUTE, 0, seq, port, op.route); break;
+      case 'add-rule': this.rule(RTM.NEWRULE, NLM_F_CREATE | NLM_F_EXCL, seq, port, op.rule); break;
+      case 'delete-rule': this.rule(RTM.DELRULE, 0, seq, port, op.rule); break;
     }
   }
+
 
   /** The request that creates (or, for delete, names) `route`. */
   route(type: number, flags: number, seq: number, port: number, route: Route): void {

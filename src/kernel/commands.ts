@@ -102,7 +102,7 @@ export class CommandSocket {
     const firstSeq = this.seq + 1;
     let end = start;
     while (end < operations.length && this.writer.size < DATAGRAM_BYTES) {
-      this.writer.operation(operations[end++], 0, ++this.seq, this.port);
+      this.writer.operation(operations[end++], ++this.seq, this.port);
     }
     this.writer.requestAck();
     const datagram = this.writer.take();

@@ -43,7 +43,7 @@ function decodeAll(datagram: Buffer): Array<{ type: number; seq: number; event: 
 
 function written(op: Operation, seq = 7): Buffer {
   const writer = new RequestWriter();
-  writer.operation(op, 0, seq, 0);
+  writer.operation(op, seq, 0);
   return writer.take();
 }
 
@@ -147,8 +147,8 @@ test('links and addresses; on point-to-point links the local address is IFA_LOCA
 
 test('a datagram of several messages, and an error reply', () => {
   const writer = new RequestWriter();
-  writer.operation({ kind: 'delete-route', route: ROUTES[0] }, 0, 1, 0);
-  writer.operation({ kind: 'delete-rule', rule: rule('10.101.0.2', 2000) }, 0, 2, 0);
+  writer.operation({ kind: 'delete-route', route: ROUTES[0] }, 1, 0);
+  writer.operation({ kind: 'delete-rule', rule: rule('10.101.0.2', 2000) }, 2, 0);
   writer.requestAck();
   const datagram = writer.take();
   const seen = decodeAll(datagram).map((m) => `${m.type}:${m.seq}:${m.event?.kind}`);
