@@ -89,13 +89,7 @@ export class Daemon extends EventEmitter implements DaemonControl {
   /** Removes every route and rule dynmhs created, then stops. */
   async stop(): Promise<void> {
     const { kernel, log } = this.options;
-    this.setState('stopping');
-    kernel.off('changed', this.onKernelChanged);
-    if (this.connections !== undefined) {
-      this.connections.off('changed', this.onConnectionsChanged);
-      await this.connections.stop().catch((e: Error) => log.warning(`Stopping the connection source: ${e.message}`));
-    }
-    await this.reconciler.stop();
+    await this.halt();
     const { operations } = diff(desiredOf([], []), kernel.observed());
     const results = await kernel.apply(operations);
     const failed = results.filter((r) => !r.ok).length;
@@ -103,6 +97,34 @@ export class Daemon extends EventEmitter implements DaemonControl {
     log.info(`Removed ${rules} rule${rules === 1 ? '' : 's'} and ${operations.length - rules} route${operations.length - rules === 1 ? '' : 's'}`
       + (failed > 0 ? `; ${failed} could not be removed` : ''));
     await kernel.stop();
+  }
+
+  /**
+   * Stops and leaves every route and rule in the kernel, for a successor that adopts them
+   * (protocol 249 marks them as ours): systemd restarts the unit. Returns what was left.
+   */
+  async handOver(): Promise<{ rules: number; routes: number }> {
+    const { kernel } = this.options;
+    await this.halt();
+    const observed = kernel.observed();
+    const left = {
+      rules: observed.rules.filter((r) => r.protocol === DYNMHS_PROTOCOL).length,
+      routes: observed.routes.filter((r) => r.protocol === DYNMHS_PROTOCOL).length,
+    };
+    await kernel.stop();
+    return left;
+  }
+
+  /** No more passes: the connection source (its tables saved) and the loop stop; the kernel stays open. */
+  private async halt(): Promise<void> {
+    const { kernel, log } = this.options;
+    this.setState('stopping');
+    kernel.off('changed', this.onKernelChanged);
+    if (this.connections !== undefined) {
+      this.connections.off('changed', this.onConnectionsChanged);
+      await this.connections.stop().catch((e: Error) => log.warning(`Stopping the connection source: ${e.message}`));
+    }
+    await this.reconciler.stop();
   }
 
   /** Resolves once the loop has nothing left to do (tests, benchmarks). */
