@@ -94,9 +94,9 @@ async function main(argv: readonly string[]): Promise<void> {
       if (config.service) {
         // Before the kernel is touched: nothing to undo, and systemd shows this line.
         if (code === 'NameNotPermitted') {
-          log.fatal(`The system bus does not let dynmhs own ${BUS_NAME} (${(error as Error).message}). `
-            + `Its policy file ${BUS_NAME}.conf (in /usr/share/dbus-1/system.d/ or /etc/dbus-1/system.d/) is missing, or dbus-daemon has not loaded it yet: `
-            + 'run `systemctl reload dbus`, then `systemctl start dynmhs`');
+          log.fatal(`The system bus does not let dynmhs own ${BUS_NAME} (AccessDenied): its policy file ${BUS_NAME}.conf `
+            + '(in /usr/share/dbus-1/system.d/ or /etc/dbus-1/system.d/) is missing, or dbus-daemon has not loaded it yet. '
+            + 'Run `systemctl reload dbus`, then `systemctl start dynmhs`');
           await log.close();
           process.exit(EXIT.NOPERM);
         }
