@@ -1,0 +1,114 @@
+// Reload (SIGHUP) with real NetworkManager: EXCLUDE and a connection mapping added to the
+// file apply at once, without a restart; what did not change is not touched; a
+// restart-only key is warned about and kept.
+// Needs root: namespaces, NetworkManager, dnsmasq, and the daemon changes rules and
+// routes (only inside the test's own namespaces).
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Testbed, skipReason, waitFor } from './harness';
+import { daemonRunning, defaultRoutes, sourceRules, startDaemon } from './util';
+import type { DaemonProcess } from '../helpers/daemon';
+import { IpMonitor } from '../helpers/netns';
+
+const skip = skipReason();
+
+describe('reload with real NetworkManager: INCLUDE/EXCLUDE and connection mappings apply', { skip, timeout: 150_000 }, () => {
+  let tb: Testbed;
+  let daemon: DaemonProcess | undefined;
+  let dir = '';
+  let conf = '';
+  const ns = (): string => tb.ns.nm;
+  const tail = (): string => `\n--- daemon output (tail) ---\n${daemon?.output().slice(-3000) ?? ''}`;
+  const base = (): string => `SOURCE=networkmanager\nSTATE_DIRECTORY=${join(dir, 'state')}\nLOGLEVEL=1\nLOGCOLOR=OFF\n`;
+
+  /** The addresses of `dev` (DHCPv4 and SLAAC). */
+  const addressesOf = async (dev: string): Promise<string[]> => [...await tb.addresses(ns(), dev, 4), ...await tb.addresses(ns(), dev, 6)];
+
+  /** Waits until every address of `dev` has its rule to `table` (and no other rule), and both default routes are in it. */
+  async function expectPolicy(dev: string, table: number): Promise<void> {
+    const addrs = await addressesOf(dev);
+    assert.ok(addrs.length >= 2, `${dev} has a DHCPv4 and a SLAAC address: ${addrs.join(' ')}`);
+    let last: unknown;
+    await waitFor(`rules of ${dev} -> ${table}`, async () => {
+      const rules = (await sourceRules(ns())).filter((r) => addrs.includes(r.src));
+      last = rules;
+      return rules.length === addrs.length && rules.every((r) => r.table === String(table) && r.priority === table);
+    }, 10_000).catch((e: Error) => { throw new Error(`${e.message}; rules ${JSON.stringify(last)}${tail()}`); });
+    await waitFor(`default routes in table ${table}`, async () => (await defaultRoutes(ns(), table)).length === 2, 10_000);
+  }
+
+  async function expectNoPolicy(dev: string, table: number): Promise<void> {
+    const addrs = await addressesOf(dev);
+    await waitFor(`${dev}'s rules and table ${table} gone`, async () =>
+      !(await sourceRules(ns())).some((r) => addrs.includes(r.src) || r.table === String(table))
+      && (await defaultRoutes(ns(), table)).length === 0, 10_000).catch((e: Error) => { throw new Error(`${e.message}${tail()}`); });
+  }
+
+  async function reload(text: string): Promise<void> {
+    writeFileSync(conf, text);
+    const mark = daemon!.output().length;
+    daemon!.signal('SIGHUP');
+    await daemon!.waitForOutput(/Reloaded configuration/, 10_000, mark);
+  }
+
+  before(async () => {
+    tb = await Testbed.create({ nm: true });
+    dir = mkdtempSync(join(tmpdir(), 'dynmhs-nm-reload-'));
+    conf = join(dir, 'dynmhs.conf');
+    writeFileSync(conf, base());
+    await tb.startNetworkManager();
+    await tb.addNmProfiles();
+    await tb.nmcli('-w', '60', 'con', 'up', 'wan1');
+    daemon = startDaemon(tb, ns(), tb.nmBus, ['--config', conf]);
+    await daemonRunning(daemon);
+    await expectPolicy('wan1', 10000);
+    await tb.nmcli('-w', '60', 'con', 'up', 'wan2');
+    await expectPolicy('wan2', 10001);
+  });
+
+  after(async () => {
+    await daemon?.stop();
+    await tb?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('EXCLUDE=interface:wan2 added on reload: wan2\'s rules and table routes go, wan1 is not touched', async () => {
+    const mon = new IpMonitor(ns(), ['rule', 'route']);
+    try {
+      await mon.ready;
+      await reload(`${base()}EXCLUDE=interface:wan2\n`);
+      await expectNoPolicy('wan2', 10001);
+      await expectPolicy('wan1', 10000);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.deepEqual(mon.lines().filter((l) => l.startsWith('Deleted') && /(lookup|table) 10000\b/.test(l)), [], 'wan1 entries deleted on reload');
+    } finally {
+      mon.stop();
+    }
+  });
+
+  test('EXCLUDE removed again: wan2 is back in its stored table', async () => {
+    await reload(base());
+    await expectPolicy('wan2', 10001);
+    await expectPolicy('wan1', 10000);
+  });
+
+  test('NETWORK="id:wan1:3000" added on reload: the connection moves to table 3000', async () => {
+    await reload(`${base()}NETWORK="id:wan1:3000"\n`);
+    await expectPolicy('wan1', 3000);
+    await waitFor('table 10000 empty', async () => (await defaultRoutes(ns(), 10000)).length === 0
+      && !(await sourceRules(ns())).some((r) => r.table === '10000'), 10_000);
+    await expectPolicy('wan2', 10001);
+  });
+
+  test('a restart-only key changed on reload: warned, the running value kept', async () => {
+    const mark = daemon!.output().length;
+    await reload(`${base().replace('SOURCE=networkmanager', 'SOURCE=auto')}NETWORK="id:wan1:3000"\n`);
+    assert.match(daemon!.outputSince(mark), /\[warning\] Reload: SOURCE changed from networkmanager to auto; that takes effect at the next restart/);
+    await expectPolicy('wan1', 3000);
+    await expectPolicy('wan2', 10001);
+    assert.ok(daemon!.running);
+  });
+});
