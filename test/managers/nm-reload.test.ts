@@ -1,6 +1,8 @@
 // Reload (SIGHUP) with real NetworkManager: EXCLUDE and a connection mapping added to the
 // file apply at once, without a restart; what did not change is not touched; a
-// restart-only key is warned about and kept.
+// restart-only key is warned about and kept. Then a restart as systemd does it (a fake
+// org.freedesktop.systemd1 says the unit's job is a restart): the successor adopts the
+// policy with NetworkManager's connections, removing and re-adding nothing.
 // Needs root: namespaces, NetworkManager, dnsmasq, and the daemon changes rules and
 // routes (only inside the test's own namespaces).
 import { describe, test, before, after } from 'node:test';
@@ -9,15 +11,18 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Testbed, skipReason, waitFor } from './harness';
-import { daemonRunning, defaultRoutes, sourceRules, startDaemon } from './util';
-import type { DaemonProcess } from '../helpers/daemon';
+import { daemonRunning, defaultRoutes, sourceRules } from './util';
+import { DaemonProcess } from '../helpers/daemon';
+import { FakeSystemd } from '../helpers/fake-systemd';
 import { IpMonitor } from '../helpers/netns';
+import { RuleGapProbe } from '../helpers/rule-gap';
 
 const skip = skipReason();
 
 describe('reload with real NetworkManager: INCLUDE/EXCLUDE and connection mappings apply', { skip, timeout: 150_000 }, () => {
   let tb: Testbed;
   let daemon: DaemonProcess | undefined;
+  let systemd: FakeSystemd | undefined;
   let dir = '';
   let conf = '';
   const ns = (): string => tb.ns.nm;
@@ -47,6 +52,10 @@ describe('reload with real NetworkManager: INCLUDE/EXCLUDE and connection mappin
       && (await defaultRoutes(ns(), table)).length === 0, 10_000).catch((e: Error) => { throw new Error(`${e.message}${tail()}`); });
   }
 
+  /** As dynmhs.service runs it: --service, with its name on the testbed's bus. */
+  const startService = (): DaemonProcess => DaemonProcess.start(ns(), ['--service', '--config', conf],
+    { env: { DBUS_SYSTEM_BUS_ADDRESS: tb.nmBus }, logDir: tb.logs, noDbus: false });
+
   async function reload(text: string): Promise<void> {
     writeFileSync(conf, text);
     const mark = daemon!.output().length;
@@ -62,7 +71,8 @@ describe('reload with real NetworkManager: INCLUDE/EXCLUDE and connection mappin
     await tb.startNetworkManager();
     await tb.addNmProfiles();
     await tb.nmcli('-w', '60', 'con', 'up', 'wan1');
-    daemon = startDaemon(tb, ns(), tb.nmBus, ['--config', conf]);
+    systemd = await FakeSystemd.start(tb.nmBus);
+    daemon = startService();
     await daemonRunning(daemon);
     await expectPolicy('wan1', 10000);
     await tb.nmcli('-w', '60', 'con', 'up', 'wan2');
@@ -70,6 +80,7 @@ describe('reload with real NetworkManager: INCLUDE/EXCLUDE and connection mappin
   });
 
   after(async () => {
+    systemd?.stop();
     await daemon?.stop();
     await tb?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -110,5 +121,42 @@ describe('reload with real NetworkManager: INCLUDE/EXCLUDE and connection mappin
     await expectPolicy('wan1', 3000);
     await expectPolicy('wan2', 10001);
     assert.ok(daemon!.running);
+  });
+
+  test('systemd restarts the unit: the successor adopts every rule and route, nothing is removed or re-added', async (t) => {
+    writeFileSync(conf, `${base()}NETWORK="id:wan1:3000"\n`);
+    const old = daemon!;
+    systemd!.unitPids.add(old.pid);
+    systemd!.job = 'restart';
+    const rulesBefore = (await sourceRules(ns())).map((r) => `${r.src} ${r.table}`).sort();
+    const probe = new RuleGapProbe(ns());
+    const routes = new IpMonitor(ns(), ['route']);
+    try {
+      await Promise.all([probe.ready, routes.ready]);
+      assert.equal(await old.stop('SIGTERM', 10_000), 0);
+      assert.match(old.output(), /systemd restarts dynmhs\.service: leaving \d+ rules and \d+ routes for the successor/);
+      daemon = startService();
+      await daemonRunning(daemon);
+      await expectPolicy('wan1', 3000);
+      await expectPolicy('wan2', 10001);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.deepEqual((await sourceRules(ns())).map((r) => `${r.src} ${r.table}`).sort(), rulesBefore);
+      const gaps = probe.result();
+      t.diagnostic(`rules across the restart: ${JSON.stringify(gaps)}`);
+      assert.deepEqual([gaps.deleted, gaps.added], [0, 0], `no rule of ours removed or re-added${tail()}`);
+      assert.deepEqual(routes.lines().filter((l) => /proto (249|dynmhs)\b/.test(l)), [], 'no route of ours removed or re-added');
+    } finally {
+      probe.stop();
+      routes.stop();
+    }
+  });
+
+  test('systemd stops the unit: everything of ours goes', async () => {
+    systemd!.unitPids.add(daemon!.pid);
+    systemd!.job = 'stop';
+    assert.equal(await daemon!.stop('SIGTERM', 10_000), 0);
+    assert.deepEqual((await sourceRules(ns())).filter((r) => ['3000', '10001'].includes(r.table)), []);
+    assert.deepEqual(await defaultRoutes(ns(), 3000), []);
+    assert.deepEqual(await defaultRoutes(ns(), 10001), []);
   });
 });
