@@ -12,7 +12,7 @@ import { REPO, startSystemBus, type PrivateBus } from '../helpers/dbus-harness';
 import { FakeSystemd } from '../helpers/fake-systemd';
 import { IpMonitor, isOurs, netnsSkipReason, README_NETS, routeKey, ruleKey, Topology } from '../helpers/netns';
 import { RuleGapProbe } from '../helpers/rule-gap';
-import { holdsFor } from '../helpers/wait';
+import { eventually, holdsFor } from '../helpers/wait';
 
 const skip = netnsSkipReason();
 const SYSTEMD_POLICY = '/usr/share/dbus-1/system.d/org.freedesktop.systemd1.conf';
@@ -113,6 +113,8 @@ describe('SIGTERM under the unit: a restart hands over, a stop cleans up', { ski
       assert.equal(await first.stop('SIGTERM', 10000), 0);
       const second = await start();
       fake!.unitPids.add(second.pid);
+      // the monitor's lines of the re-additions may still be on their way
+      await eventually(() => assert.deepEqual(probe.result().open, []), 5000);
       const gaps = probe.result();
       t.diagnostic(`rules across stop + start: ${gaps.gaps.length} gaps, longest ${gaps.maxMs} ms`);
       assert.ok(gaps.deleted > 0 && gaps.maxMs > 0, JSON.stringify(gaps));
