@@ -229,3 +229,26 @@ test('reload hands the new configuration to the connection source; restart-only 
   assert.equal(daemon.status().source, 'networkmanager');
   await daemon.stop();
 });
+
+test('handOver leaves every rule and route of ours for a successor, says how many, and stops the connection source', async () => {
+  const kernel = new FakeKernel();
+  kernel.addLink(WAN1);
+  kernel.addAddress(addr(3, '10.1.0.2'));
+  kernel.addRoute(route({ dst: '0.0.0.0', dstLength: 0, gateway: '10.1.0.1', oif: 3, metric: 100 }));
+  let stopped = 0;
+  const source = new ConfiguredConnections([{ interfaceName: 'wan1', table: 10000, priority: 10000, origin: 'networkmanager' }]);
+  source.stop = async () => { stopped++; };
+  const daemon = new Daemon({
+    kernel, log: recordingLogger(), config: { ...config([]), source: 'networkmanager' }, loadConfig: () => config([]),
+    version: 'test', clock: new FakeClock(), connections: () => source,
+  });
+  await daemon.start();
+  const before = kernel.observed();
+  const applied = kernel.applied.length;
+  assert.deepEqual(await daemon.handOver(), { rules: 1, routes: 1 });
+  assert.equal(kernel.applied.length, applied, 'nothing removed');
+  assert.deepEqual(kernel.observed().rules, before.rules);
+  assert.deepEqual(kernel.observed().routes, before.routes);
+  assert.equal(stopped, 1, 'the connection source stopped (its tables saved)');
+  assert.equal(daemon.status().state, 'stopping');
+});
