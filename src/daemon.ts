@@ -106,7 +106,8 @@ export class Daemon extends EventEmitter implements DaemonControl {
   /** Removes every route and rule dynmhs created, then stops. */
   async stop(): Promise<void> {
     const { kernel, log } = this.options;
-    await this.halt();
+    await this.detachSources();
+    await this.reconciler.stop();
     const { operations } = diff(desiredOf([], []), kernel.observed());
     const results = await kernel.apply(operations);
     const failed = results.filter((r) => !r.ok).length;
@@ -122,7 +123,8 @@ export class Daemon extends EventEmitter implements DaemonControl {
    */
   async handOver(): Promise<{ rules: number; routes: number }> {
     const { kernel } = this.options;
-    await this.halt();
+    await this.detachSources();
+    await this.reconciler.stop();
     const observed = kernel.observed();
     const left = {
       rules: observed.rules.filter((r) => r.protocol === DYNMHS_PROTOCOL).length,
@@ -132,8 +134,8 @@ export class Daemon extends EventEmitter implements DaemonControl {
     return left;
   }
 
-  /** No more passes: the connection source (its tables saved) and the loop stop; the kernel stays open. */
-  private async halt(): Promise<void> {
+  /** Stopping: no more events from the kernel, and the connection source stopped (its tables saved). */
+  private async detachSources(): Promise<void> {
     const { kernel, log } = this.options;
     this.setState('stopping');
     kernel.off('changed', this.onKernelChanged);
@@ -141,7 +143,6 @@ export class Daemon extends EventEmitter implements DaemonControl {
       this.connections.off('changed', this.onConnectionsChanged);
       await this.connections.stop().catch((e: Error) => log.warning(`Stopping the connection source: ${e.message}`));
     }
-    await this.reconciler.stop();
   }
 
   /** Resolves once the loop has nothing left to do (tests, benchmarks). */
