@@ -108,6 +108,10 @@ async function main(argv: readonly string[]): Promise<void> {
     }
   }
 
+  // Loaded now, not at SIGTERM: a package upgrade replaces the files on disk before
+  // systemd restarts the unit, and the old process must not load the new version's code.
+  const systemd = config.service ? await import('./systemd-job') : undefined;
+
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) {
@@ -117,8 +121,7 @@ async function main(argv: readonly string[]): Promise<void> {
     stopping = true;
     const finish = async (): Promise<void> => {
       // Only systemd knows whether this SIGTERM stops the unit or restarts it (docs/restart.md).
-      const systemd = signal === 'SIGTERM' && config.service ? await import('./systemd-job') : undefined;
-      const intent = await systemd?.stopIntent();
+      const intent = signal === 'SIGTERM' ? await systemd?.stopIntent() : undefined;
       if (intent?.kind === 'restart') {
         const left = await daemon.handOver();
         log.info(`systemd restarts ${systemd!.unitNameOfPath(intent.unit)}: leaving ${left.rules} rule${left.rules === 1 ? '' : 's'} and ${left.routes} route${left.routes === 1 ? '' : 's'} for the successor`);
