@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Testbed, skipReason, waitFor } from './harness';
-import { daemonRunning, defaultRoutes, sourceRules } from './util';
+import { daemonRunning, defaultRoutes, expectNoSourcePolicy, expectSourcePolicy, sourceRules } from './util';
 import { DaemonProcess } from '../helpers/daemon';
 import { FakeSystemd } from '../helpers/fake-systemd';
 import { IpMonitor } from '../helpers/netns';
@@ -29,28 +29,8 @@ describe('reload with real NetworkManager: INCLUDE/EXCLUDE and connection mappin
   const tail = (): string => `\n--- daemon output (tail) ---\n${daemon?.output().slice(-3000) ?? ''}`;
   const base = (): string => `SOURCE=networkmanager\nSTATE_DIRECTORY=${join(dir, 'state')}\nLOGLEVEL=1\nLOGCOLOR=OFF\n`;
 
-  /** The addresses of `dev` (DHCPv4 and SLAAC). */
-  const addressesOf = async (dev: string): Promise<string[]> => [...await tb.addresses(ns(), dev, 4), ...await tb.addresses(ns(), dev, 6)];
-
-  /** Waits until every address of `dev` has its rule to `table` (and no other rule), and both default routes are in it. */
-  async function expectPolicy(dev: string, table: number): Promise<void> {
-    const addrs = await addressesOf(dev);
-    assert.ok(addrs.length >= 2, `${dev} has a DHCPv4 and a SLAAC address: ${addrs.join(' ')}`);
-    let last: unknown;
-    await waitFor(`rules of ${dev} -> ${table}`, async () => {
-      const rules = (await sourceRules(ns())).filter((r) => addrs.includes(r.src));
-      last = rules;
-      return rules.length === addrs.length && rules.every((r) => r.table === String(table) && r.priority === table);
-    }, 10_000).catch((e: Error) => { throw new Error(`${e.message}; rules ${JSON.stringify(last)}${tail()}`); });
-    await waitFor(`default routes in table ${table}`, async () => (await defaultRoutes(ns(), table)).length === 2, 10_000);
-  }
-
-  async function expectNoPolicy(dev: string, table: number): Promise<void> {
-    const addrs = await addressesOf(dev);
-    await waitFor(`${dev}'s rules and table ${table} gone`, async () =>
-      !(await sourceRules(ns())).some((r) => addrs.includes(r.src) || r.table === String(table))
-      && (await defaultRoutes(ns(), table)).length === 0, 10_000).catch((e: Error) => { throw new Error(`${e.message}${tail()}`); });
-  }
+  const expectPolicy = (dev: string, table: number): Promise<void> => expectSourcePolicy(tb, ns(), dev, table, tail);
+  const expectNoPolicy = (dev: string, table: number): Promise<void> => expectNoSourcePolicy(tb, ns(), dev, table, tail);
 
   /** As dynmhs.service runs it: --service, with its name on the testbed's bus. */
   const startService = (): DaemonProcess => DaemonProcess.start(ns(), ['--service', '--config', conf],
