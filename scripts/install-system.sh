@@ -107,7 +107,7 @@ put() {              # put MODE SOURCE TARGET
     PENDING=
     ENTRIES+=("f $dst $(sha256sum < "$DESTDIR$dst" | cut -d' ' -f1)")
 }
-put_tree() {         # put_tree SOURCE_DIR TARGET_DIR: a whole new tree, modes normalized to 0644/0755
+put_tree() {         # put_tree SOURCE_DIR TARGET_DIR: a whole new tree, modes 0755 for directories and scripts, else 0644
     local src=$1 dst=$2 rel
     if [ -e "$DESTDIR$dst" ] || [ -L "$DESTDIR$dst" ]; then
         echo "install-system: $DESTDIR$dst is there already but no install manifest names it; remove it first" >&2
@@ -117,8 +117,18 @@ put_tree() {         # put_tree SOURCE_DIR TARGET_DIR: a whole new tree, modes n
     PENDING=$(mktemp -d "$(dirname "$DESTDIR$dst")/.$(basename "$dst").dynmhs-XXXXXX")
     cp -R --no-preserve=all "$src/." "$PENDING/"
     chmod -R u=rwX,go=rX "$PENDING"
-    # keep the executable bit of executables (native helpers, scripts)
-    (cd "$src" && find . -type f -perm /111 -printf '%P\0') | (cd "$PENDING" && xargs -0 -r chmod 0755)
+    find "$PENDING" -type f -perm /111 -exec chmod a-x {} +
+    # executable: scripts ("#!"), not what npm packages happen to mark executable (type
+    # definitions); the native binding is a shared object, loaded, not executed
+    find "$PENDING" -type f -print0 | xargs -0 -r node -e '
+        const fs = require("node:fs");
+        for (const file of process.argv.slice(1)) {
+            const head = Buffer.alloc(2);
+            const fd = fs.openSync(file, "r");
+            const n = fs.readSync(fd, head, 0, 2, 0);
+            fs.closeSync(fd);
+            if (n === 2 && head.toString("latin1") === "#!") fs.chmodSync(file, 0o755);
+        }' --
     ENTRIES+=("d $dst")
     while IFS= read -r -d '' rel; do
         ENTRIES+=("d $dst/$rel")
@@ -155,6 +165,9 @@ mv "$STAGE/$BINDING" "$STAGE/netlink_binding.node"
 rm -rf "$STAGE/node_modules/netlink/build" "$STAGE/node_modules/netlink/prebuilds"
 mkdir -p "$(dirname "$STAGE/$BINDING")"
 mv "$STAGE/netlink_binding.node" "$STAGE/$BINDING"
+# what the npm packages carry for their own development (.npmignore, .eslintrc, .travis.yml,
+# .github/, .nyc_output/, ...) is not needed to run them
+find "$STAGE/node_modules" -mindepth 2 -name '.*' -prune -exec rm -rf {} +
 mkdir -p "$STAGE/dist"
 cp -a "$REPO/dist/src" "$STAGE/dist/src"
 put_tree "$STAGE/dist" "$LIBDIR/dist"
