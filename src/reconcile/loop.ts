@@ -96,6 +96,12 @@ export class Reconciler {
    */
   private installed = nothingInstalled();
   private readonly restores = new Backoff();
+  /**
+   * Restores the backoff holds back. The retry timer's pass no longer sees the deletion
+   * (the kernel reported it to an earlier pass): without this it would re-add them as if
+   * new, uncounted, and a fighter would get twice the restores the limit allows.
+   */
+  private heldRestores: ReadonlySet<string> = new Set();
   private readonly reported = new Set<string>();
   private idleWaiters: Array<() => void> = [];
   /** CPU time of the last full pass's own work (derive, diff, bookkeeping), without waiting for the kernel; 0 after a route-only pass. */
@@ -118,7 +124,10 @@ export class Reconciler {
     this.clock = options.clock ?? systemClock;
     // After a re-dump (events were lost), what is missing was not necessarily deleted by
     // anyone: start the restore accounting afresh rather than throttle honest re-adds.
-    options.kernel.on('resynced', () => { this.installed = nothingInstalled(); });
+    options.kernel.on('resynced', () => {
+      this.installed = nothingInstalled();
+      this.heldRestores = new Set();
+    });
   }
 
   /**
@@ -262,20 +271,29 @@ export class Reconciler {
     // Wanted but not in place after this pass: held back, refused, or another's route in the way.
     const missing = new Set<string>(plan.conflicts.map((c) => routeKey(c.wanted)));
     let heldBackMs = 0;
+    const heldRestores = new Set<string>();
     for (const op of plan.operations) {
       if (held !== undefined && held.size > 0 && (op.kind === 'delete-route' || op.kind === 'delete-rule')
         && held.has(op.kind === 'delete-route' ? op.route.table : op.rule.table)) { keptBack++; continue; }
       const key = operationKey(op);
       // A restore: ours, in place after an earlier pass, and the kernel reported someone
       // else deleting it (not a flush, not a lost event, not our own delete's echo).
-      if ((op.kind === 'add-route' || op.kind === 'add-rule') && deletedByOthers.has(key) && wasInstalled(this.installed, key)) {
+      if ((op.kind === 'add-route' || op.kind === 'add-rule')
+        && ((deletedByOthers.has(key) && wasInstalled(this.installed, key)) || this.heldRestores.has(key))) {
         const wait = this.restores.take(key, now);
-        if (wait > 0) { heldBackMs = heldBackMs === 0 ? wait : Math.min(heldBackMs, wait); missing.add(key); continue; }
+        if (wait > 0) {
+          heldBackMs = heldBackMs === 0 ? wait : Math.min(heldBackMs, wait);
+          missing.add(key);
+          heldRestores.add(key);
+          continue;
+        }
         this.warnRestore(op, this.restores.count(key));
       }
       operations.push(op);
     }
     this.restores.prune(now);
+    // What no longer needs adding (wanted no more, or put back by someone else) is no longer held.
+    this.heldRestores = heldRestores;
     if (keptBack > 0 && !this.keptBackReported) {
       log.info(`Keeping ${keptBack} of the last run's rules and routes in table${held!.size === 1 ? '' : 's'} ${[...held!].sort((a, b) => a - b).join(', ')} until the network manager has been heard from`);
     }

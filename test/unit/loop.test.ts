@@ -52,10 +52,7 @@ test('a rule someone deletes is restored with a warning that names the networkd 
     assert.ok(kernel.hasRule(ourRule), `restored #${i + 1}`);
   }
   assert.ok(log.lines.some((l) => l.startsWith('warning:') && l.includes('ManageForeignRoutingPolicyRules=no')));
-  // The 4th restore within a minute still happens; from then on each waits, doubling.
-  kernel.deleteRule(ourRule);
-  await loop.idle();
-  assert.ok(kernel.hasRule(ourRule));
+  // As the README says: three within a minute at once, then the 4th waits 1 s.
   kernel.deleteRule(ourRule);
   await loop.idle();
   assert.ok(!kernel.hasRule(ourRule), 'held back');
@@ -63,6 +60,56 @@ test('a rule someone deletes is restored with a warning that names the networkd 
   clock.advance(1000);
   await loop.idle();
   assert.ok(kernel.hasRule(ourRule), 'restored after the backoff');
+});
+
+/**
+ * A fighter that deletes the rule as soon as it is back, for `untilMs` of fake time: when
+ * each restore happened, and the warnings logged.
+ */
+async function fight(untilMs: number) {
+  const { kernel, loop, log, clock } = setup();
+  await loop.idle();
+  const ourRule = rule('10.1.0.2', 2000);
+  const restoredAt: number[] = [];
+  while (clock.now() <= untilMs) {
+    kernel.deleteRule(ourRule);
+    await loop.idle();
+    while (!kernel.hasRule(ourRule)) {
+      const next = Math.min(...clock.pending());
+      assert.ok(Number.isFinite(next), 'a held-back restore has a timer');
+      clock.advance(next);
+      await loop.idle();
+    }
+    restoredAt.push(clock.now());
+  }
+  const warnings = log.lines.filter((l) => l.startsWith('warning:') && l.includes('was deleted by another program'));
+  return { restoredAt, warnings, applied: kernel.applied.filter((op) => op.kind === 'add-rule').length };
+}
+
+test('a fighter gets exactly the documented restores: three at once, then 1, 2, 4 … s apart, each counted and warned', async () => {
+  const { restoredAt, warnings, applied } = await fight(10_000);
+  assert.deepEqual(restoredAt, [0, 0, 0, 1000, 3000, 7000, 15000]);
+  assert.equal(warnings.length, restoredAt.length, warnings.join('\n'));
+  assert.equal(applied, restoredAt.length + 1, 'one add at start, then one per restore');
+  assert.match(warnings[3], /\(4 times within a minute/);
+});
+
+test('under a long fight the wait doubles up to 32 s; once a minute holds fewer than three restores, three go through at once again', async () => {
+  const { restoredAt, warnings } = await fight(130_000);
+  assert.deepEqual(restoredAt, [0, 0, 0, 1000, 3000, 7000, 15000, 31000, 63000, 123000, 123000, 123000, 124000, 126000, 130000, 138000]);
+  assert.equal(warnings.length, restoredAt.length);
+});
+
+test('a fighter that deletes less than three times a minute is restored at once every time', async () => {
+  const { kernel, loop, clock } = setup();
+  await loop.idle();
+  const ourRule = rule('10.1.0.2', 2000);
+  for (let i = 0; i < 10; i++) {
+    kernel.deleteRule(ourRule);
+    await loop.idle();
+    assert.ok(kernel.hasRule(ourRule), `restored #${i + 1} at once`);
+    clock.advance(25_000);
+  }
 });
 
 test('a refused operation does not stop the others and is retried with growing delays', async () => {
