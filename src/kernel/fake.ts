@@ -60,6 +60,10 @@ export class FakeKernel extends EventEmitter implements Kernel {
     return { routes: [...routes], rules: [...rules] };
   }
 
+  clearFailures(): void {
+    this.failures = [];
+  }
+
   /** The next `times` operations that match fail with `code`. */
   failWith(matches: (op: Operation) => boolean, code: string, times = 1): void {
     this.failures.push({ matches, code, times });

@@ -10,7 +10,6 @@ import { EventEmitter } from 'node:events';
 import { RawNetlinkSocket } from 'netlink/dist/raw';
 import type { Logger } from '../log';
 import type { Observed, Operation, OperationResult, Route, Rule } from '../model';
-import { describeOperation } from '../describe';
 import { ObservedCache, type CacheEvent, type CacheKind } from './cache';
 import { CommandSocket } from './commands';
 import { DumpSocket } from './dump';
@@ -109,7 +108,6 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
       const adding = !isDelete(op);
       const ok = code === undefined || (adding ? code === 'EEXIST' : code === 'ENOENT' || code === 'ESRCH');
       if (ok) this.cache.applyOperation(op);
-      else this.log.debug(`Kernel refused: ${describeOperation(op)}: ${code}`);
       return ok ? { ok } : { ok, code };
     });
   }

@@ -10,6 +10,7 @@ import { derive, type NetworkPlan } from '../policy/derive';
 import { diff, type Plan } from './diff';
 import { IncrementalRoutes } from './incremental';
 import { Backoff, systemClock, type Clock } from './limiter';
+import { isTransient, refusalReason, Refusals } from './refusals';
 
 export const NETWORKD_DROP_IN = '/etc/systemd/networkd.conf.d/dynmhs.conf';
 const RETRY_FIRST_MS = 100;
@@ -102,6 +103,7 @@ export class Reconciler {
    * new, uncounted, and a fighter would get twice the restores the limit allows.
    */
   private heldRestores: ReadonlySet<string> = new Set();
+  private readonly refusals = new Refusals();
   private readonly reported = new Set<string>();
   private idleWaiters: Array<() => void> = [];
   /** CPU time of the last full pass's own work (derive, diff, bookkeeping), without waiting for the kernel; 0 after a route-only pass. */
@@ -127,6 +129,7 @@ export class Reconciler {
     options.kernel.on('resynced', () => {
       this.installed = nothingInstalled();
       this.heldRestores = new Set();
+      this.refusals.clear();
     });
   }
 
@@ -242,6 +245,7 @@ export class Reconciler {
     const networks = this.options.networks();
     const routeChanges = kernel.takeRouteChanges();
     const deletedByOthers = kernel.takeForeignDeletions();
+    this.refusals.noteChanges(routeChanges, observed.routesByKey, (index) => observed.links.get(index)?.name);
     const held = this.options.heldTables?.();
     this.tableNames = new Map(networks.map((n) => [n.table, n.interfaceName]));
     const networkOf = this.networkOf;
@@ -255,7 +259,9 @@ export class Reconciler {
       this.incremental ??= new IncrementalRoutes(new Map(this.lastComplete.desired.routes), this.lastComplete.plans);
       const operations = this.incremental.apply(routeChanges, observed.routesByKey, networkOf);
       if (operations !== undefined) {
-        await this.applyPass(operations, observed, computeStart, this.incremental.routes, withCurrentRoutes(this.lastComplete.plans, this.incremental.routes), true);
+        const outcome = await this.applyPass(operations, observed, computeStart, this.incremental.routes, withCurrentRoutes(this.lastComplete.plans, this.incremental.routes), true);
+        // A copy the kernel refused is not in place: the next pass must look at everything.
+        if (outcome !== 'complete') { this.lastComplete = undefined; this.incremental = undefined; }
         return;
       }
     }
@@ -272,10 +278,13 @@ export class Reconciler {
     const missing = new Set<string>(plan.conflicts.map((c) => routeKey(c.wanted)));
     let heldBackMs = 0;
     const heldRestores = new Set<string>();
+    const wanted = new Set<string>();
     for (const op of plan.operations) {
       if (held !== undefined && held.size > 0 && (op.kind === 'delete-route' || op.kind === 'delete-rule')
         && held.has(op.kind === 'delete-route' ? op.route.table : op.rule.table)) { keptBack++; continue; }
       const key = operationKey(op);
+      wanted.add(key);
+      if (op.kind !== 'delete-route' && op.kind !== 'delete-rule' && this.refusals.waiting(key, op.network)) { missing.add(key); continue; }
       // A restore: ours, in place after an earlier pass, and the kernel reported someone
       // else deleting it (not a flush, not a lost event, not our own delete's echo).
       if ((op.kind === 'add-route' || op.kind === 'add-rule')
@@ -294,6 +303,7 @@ export class Reconciler {
     this.restores.prune(now);
     // What no longer needs adding (wanted no more, or put back by someone else) is no longer held.
     this.heldRestores = heldRestores;
+    this.refusals.keepOnly(wanted);
     if (keptBack > 0 && !this.keptBackReported) {
       log.info(`Keeping ${keptBack} of the last run's rules and routes in table${held!.size === 1 ? '' : 's'} ${[...held!].sort((a, b) => a - b).join(', ')} until the network manager has been heard from`);
     }
@@ -329,17 +339,42 @@ export class Reconciler {
     let added = 0;
     let removed = 0;
     let failed = 0;
+    /** Failures worth a retry on a timer: transient ones, and refusals while things change. */
+    let retry = false;
+    const moving = new Map<string, { count: number; example: string }>();
     const failedNetworks = new Set<string>();
     results.forEach((result, i) => {
       const op = operations[i];
-      if (!result.ok) {
-        failed++;
-        missing.add(operationKey(op));
-        if (op.network !== undefined) failedNetworks.add(op.network);
-        log.error(`${describeOperation(op, device)} failed: ${result.code ?? 'unknown error'}; retrying with backoff`);
-      } else if (op.kind.startsWith('delete')) removed++;
-      else added++;
+      const key = operationKey(op);
+      if (result.ok) {
+        if (this.refusals.size > 0) this.refusals.succeeded(key);
+        if (op.kind.startsWith('delete')) removed++; else added++;
+        return;
+      }
+      failed++;
+      missing.add(key);
+      if (op.network !== undefined) failedNetworks.add(op.network);
+      const code = result.code ?? 'unknown error';
+      if (op.kind.startsWith('delete') || isTransient(code)) {
+        retry = true;
+        log.error(`${describeOperation(op, device)} failed: ${code}; retrying with backoff`);
+        return;
+      }
+      const { verdict, report } = this.refusals.refusedNow(key, op.network);
+      if (verdict === 'moving') {
+        retry = true;
+        const tally = moving.get(code) ?? { count: 0, example: describeOperation(op, device) };
+        tally.count++;
+        moving.set(code, tally);
+      } else if (report) {
+        log.warning(`${describeOperation(op, device)}: refused by the kernel (${refusalReason(code)}); `
+          + `trying again when the link, addresses or routes of ${op.network ?? 'its network'} change`);
+      }
     });
+    if (moving.size > 0) {
+      // Expected while a link or its addresses change under the pass: the change brings a pass of its own.
+      log.debug(`The kernel refused ${[...moving].map(([code, t]) => `${t.count} with ${code} (e.g. ${t.example})`).join(', ')}; trying again`);
+    }
 
     this.installed = { routes: desiredRoutes, rules: rules !== undefined ? new Set(rules.map(ruleKey)) : this.installed.rules, missing };
 
@@ -348,7 +383,7 @@ export class Reconciler {
     }
     this.last = { plans, added, removed, failed, failedNetworks, desiredRoutes: desiredRoutes.size, routesOnly };
     this.options.onPass?.(this.last);
-    if (failed > 0) {
+    if (retry) {
       this.lastComplete = undefined;
       this.incremental = undefined;
       this.scheduleRetry();

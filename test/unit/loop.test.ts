@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { FakeKernel } from '../../src/kernel/fake';
 import { Reconciler, type PassResult } from '../../src/reconcile/loop';
 import type { ManagedNetwork } from '../../src/model';
-import { FakeClock, NET1, WAN1, addr, ours, recordingLogger, route, rule } from './fixtures';
+import { FakeClock, NET1, WAN1, WAN2, addr, ours, recordingLogger, route, rule } from './fixtures';
 
 const mainDefault = route({ dst: '0.0.0.0', dstLength: 0, gateway: '10.1.0.1', oif: 3, metric: 200 });
 
@@ -112,13 +112,13 @@ test('a fighter that deletes less than three times a minute is restored at once 
   }
 });
 
-test('a refused operation does not stop the others and is retried with growing delays', async () => {
+test('a failed operation does not stop the others and is retried with growing delays', async () => {
   const { kernel, loop, clock, log } = setup();
-  kernel.failWith((op) => op.kind === 'add-route', 'ENETUNREACH', 2);
+  kernel.failWith((op) => op.kind === 'add-route', 'ETIMEDOUT', 2);
   await loop.idle();
   assert.ok(kernel.hasRule(rule('10.1.0.2', 2000)), 'the rule went in despite the route failing');
   assert.ok(!kernel.hasRoute(ours(mainDefault, 2000)));
-  assert.ok(log.lines.some((l) => l.startsWith('error:') && l.includes('ENETUNREACH')));
+  assert.ok(log.lines.some((l) => l.startsWith('error:') && l.includes('ETIMEDOUT')));
   assert.deepEqual(clock.pending(), [100]);
   clock.advance(100);
   await loop.idle();
@@ -127,6 +127,42 @@ test('a refused operation does not stop the others and is retried with growing d
   await loop.idle();
   assert.ok(kernel.hasRoute(ours(mainDefault, 2000)));
   assert.deepEqual(clock.pending(), []);
+});
+
+test('a copy the kernel refuses while nothing changes is reported once as a warning, then waits for a change of its network', async () => {
+  const { kernel, loop, clock, log } = setup();
+  kernel.failWith((op) => op.kind === 'add-route', 'EHOSTUNREACH', 1000);
+  await loop.idle();
+  assert.ok(kernel.hasRule(rule('10.1.0.2', 2000)));
+  assert.deepEqual(log.lines.filter((l) => /^(warning|error):/.test(l)), [], 'the first refusal may be a change under way');
+  assert.deepEqual(clock.pending(), [100], 'one more try, to see whether it was');
+  clock.advance(100);
+  await loop.idle();
+  const warnings = log.lines.filter((l) => l.startsWith('warning:'));
+  assert.equal(warnings.length, 1, log.lines.join('\n'));
+  assert.match(warnings[0], /default via 10\.1\.0\.1 dev wan1 .*table 2000.*EHOSTUNREACH: its gateway is not reachable/);
+  assert.deepEqual(clock.pending(), [], 'no retry on a timer');
+  const attempts = () => kernel.applied.filter((op) => op.kind === 'add-route').length;
+  assert.equal(attempts(), 2);
+
+  // A new link makes every refused copy worth one more try (links and addresses are not
+  // told apart per network); a route via another link, or time, does not.
+  kernel.addLink(WAN2);
+  await loop.idle();
+  const afterWan2 = attempts();
+  kernel.addRoute(route({ dst: '198.51.100.0', dstLength: 24, gateway: '10.2.0.1', oif: 4 }));
+  await loop.idle();
+  clock.advance(60_000);
+  await loop.idle();
+  assert.equal(attempts(), afterWan2, 'nothing about wan1 changed');
+  assert.equal(log.lines.filter((l) => /^(warning|error):/.test(l)).length, 1);
+
+  // A route via wan1 changes: try again, and it goes in.
+  kernel.clearFailures();
+  kernel.addRoute(route({ dst: '10.9.0.0', dstLength: 16, oif: 3, scope: 253 }));
+  await loop.idle();
+  assert.ok(kernel.hasRoute(ours(mainDefault, 2000)), 'the copy arrives once its network changed');
+  assert.equal(log.lines.filter((l) => /^(warning|error):/.test(l)).length, 1);
 });
 
 test('an interface that goes away takes its rules and routes with it', async () => {
