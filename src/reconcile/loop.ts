@@ -10,7 +10,7 @@ import { derive, type NetworkPlan } from '../policy/derive';
 import { diff, type Plan } from './diff';
 import { IncrementalRoutes } from './incremental';
 import { Backoff, systemClock, type Clock } from './limiter';
-import { isTransient, refusalReason, Refusals } from './refusals';
+import { Refusals } from './refusals';
 
 export const NETWORKD_DROP_IN = '/etc/systemd/networkd.conf.d/dynmhs.conf';
 const RETRY_FIRST_MS = 100;
@@ -341,7 +341,6 @@ export class Reconciler {
     let failed = 0;
     /** Failures worth a retry on a timer: transient ones, and refusals while things change. */
     let retry = false;
-    const moving = new Map<string, { count: number; example: string }>();
     const failedNetworks = new Set<string>();
     results.forEach((result, i) => {
       const op = operations[i];
@@ -354,27 +353,9 @@ export class Reconciler {
       failed++;
       missing.add(key);
       if (op.network !== undefined) failedNetworks.add(op.network);
-      const code = result.code ?? 'unknown error';
-      if (op.kind.startsWith('delete') || isTransient(code)) {
-        retry = true;
-        log.error(`${describeOperation(op, device)} failed: ${code}; retrying with backoff`);
-        return;
-      }
-      const { verdict, report } = this.refusals.refusedNow(key, op.network);
-      if (verdict === 'moving') {
-        retry = true;
-        const tally = moving.get(code) ?? { count: 0, example: describeOperation(op, device) };
-        tally.count++;
-        moving.set(code, tally);
-      } else if (report) {
-        log.warning(`${describeOperation(op, device)}: refused by the kernel (${refusalReason(code)}); `
-          + `trying again when the link, addresses or routes of ${op.network ?? 'its network'} change`);
-      }
+      if (this.refusals.failed(op, key, result.code ?? 'unknown error', () => describeOperation(op, device), log)) retry = true;
     });
-    if (moving.size > 0) {
-      // Expected while a link or its addresses change under the pass: the change brings a pass of its own.
-      log.debug(`The kernel refused ${[...moving].map(([code, t]) => `${t.count} with ${code} (e.g. ${t.example})`).join(', ')}; trying again`);
-    }
+    this.refusals.reportExpected(log);
 
     this.installed = { routes: desiredRoutes, rules: rules !== undefined ? new Set(rules.map(ruleKey)) : this.installed.rules, missing };
 

@@ -4,7 +4,8 @@
 // again although nothing about its network changed in between will not go in by trying
 // harder (an IPv6 gateway no longer on the link): say so once, with the kernel's reason,
 // and try again only when that network's link, addresses or routes change.
-import type { Route } from '../model';
+import type { Logger } from '../log';
+import type { Operation, Route } from '../model';
 
 /** Failures of the conversation with the kernel, or of its resources, not of the object: retried with backoff. */
 const TRANSIENT = new Set(['ETIMEDOUT', 'EMSGSIZE', 'ECANCELED', 'ENOBUFS', 'ENOMEM', 'EBUSY', 'EAGAIN', 'EINTR', 'EIO', 'EPERM', 'EACCES']);
@@ -46,6 +47,8 @@ export class Refusals {
   private readonly generations = new Map<string, number>();
   private everything = 0;
   private readonly refused = new Map<string, Refusal>();
+  /** This pass's expected refusals by errno name, for one debug line. */
+  private expected = new Map<string, { count: number; example: string }>();
 
   /**
    * A pass's view of what changed since the last: route changes by key (before, and the
@@ -78,7 +81,7 @@ export class Refusals {
   }
 
   /** The kernel refused the operation (not a transient failure). */
-  refusedNow(key: string, network: string | undefined): { verdict: Verdict; report: boolean } {
+  private refusedNow(key: string, network: string | undefined): { verdict: Verdict; report: boolean } {
     const generation = this.generationOf(network);
     const before = this.refused.get(key);
     if (before !== undefined && before.generation === generation) {
@@ -88,6 +91,37 @@ export class Refusals {
     }
     this.refused.set(key, { generation, reported: before?.reported ?? false });
     return { verdict: 'moving', report: false };
+  }
+
+  /**
+   * Accounts for a failed operation and logs what a user should see of it. True when it
+   * is worth a retry on a timer: a transient failure (logged as an error), or a refusal
+   * that may be a change under way.
+   */
+  failed(op: Operation, key: string, code: string, describe: () => string, log: Logger): boolean {
+    if (op.kind === 'delete-route' || op.kind === 'delete-rule' || isTransient(code)) {
+      log.error(`${describe()} failed: ${code}; retrying with backoff`);
+      return true;
+    }
+    const { verdict, report } = this.refusedNow(key, op.network);
+    if (verdict === 'moving') {
+      const tally = this.expected.get(code) ?? { count: 0, example: describe() };
+      tally.count++;
+      this.expected.set(code, tally);
+      return true;
+    }
+    if (report) {
+      log.warning(`${describe()}: refused by the kernel (${refusalReason(code)}); `
+        + `trying again when the link, addresses or routes of ${op.network ?? 'its network'} change`);
+    }
+    return false;
+  }
+
+  /** One debug line for the pass's refusals that may be a change under way (a link going down): that change brings a pass of its own. */
+  reportExpected(log: Logger): void {
+    if (this.expected.size === 0) return;
+    log.debug(`The kernel refused ${[...this.expected].map(([code, t]) => `${t.count} with ${code} (e.g. ${t.example})`).join(', ')}; trying again`);
+    this.expected = new Map();
   }
 
   succeeded(key: string): void {
