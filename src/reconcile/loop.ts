@@ -344,12 +344,12 @@ export class Reconciler {
     const failedNetworks = new Set<string>();
     results.forEach((result, i) => {
       const op = operations[i];
-      const key = operationKey(op);
       if (result.ok) {
-        if (this.refusals.size > 0) this.refusals.succeeded(key);
+        if (this.refusals.size > 0) this.refusals.succeeded(operationKey(op));
         if (op.kind.startsWith('delete')) removed++; else added++;
         return;
       }
+      const key = operationKey(op);
       failed++;
       missing.add(key);
       if (op.network !== undefined) failedNetworks.add(op.network);
