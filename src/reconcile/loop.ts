@@ -356,6 +356,7 @@ export class Reconciler {
       if (this.refusals.failed(op, key, result.code ?? 'unknown error', () => describeOperation(op, device), log)) retry = true;
     });
     this.refusals.reportExpected(log);
+    if (this.refusals.size > 0) for (const network of this.refusals.networksWaiting()) failedNetworks.add(network);
 
     this.installed = { routes: desiredRoutes, rules: rules !== undefined ? new Set(rules.map(ruleKey)) : this.installed.rules, missing };
 

@@ -31,6 +31,7 @@ export function isTransient(code: string): boolean {
 }
 
 interface Refusal {
+  readonly network: string | undefined;
   /** The generation of its network when it was last refused. */
   generation: number;
   reported: boolean;
@@ -89,7 +90,7 @@ export class Refusals {
       before.reported = true;
       return { verdict: 'refused', report };
     }
-    this.refused.set(key, { generation, reported: before?.reported ?? false });
+    this.refused.set(key, { network, generation, reported: before?.reported ?? false });
     return { verdict: 'moving', report: false };
   }
 
@@ -122,6 +123,13 @@ export class Refusals {
     if (this.expected.size === 0) return;
     log.debug(`The kernel refused ${[...this.expected].map(([code, t]) => `${t.count} with ${code} (e.g. ${t.example})`).join(', ')}; trying again`);
     this.expected = new Map();
+  }
+
+  /** Networks with a copy the kernel refuses and that waits for a change: not all there (status "degraded"). */
+  networksWaiting(): Set<string> {
+    const networks = new Set<string>();
+    for (const refusal of this.refused.values()) if (refusal.reported && refusal.network !== undefined) networks.add(refusal.network);
+    return networks;
   }
 
   succeeded(key: string): void {
