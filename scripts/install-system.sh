@@ -20,6 +20,11 @@
 #   /usr/local/share/bash-completion/completions/{dynmhsctl,dynmhs}
 # Every file and every directory it creates is listed in
 # PREFIX/lib/dynmhs/install-manifest; scripts/uninstall-system.sh removes exactly those.
+# Each file appears under its name at once and whole: it is written under a temporary name
+# in its target directory, then renamed (dbus-daemon and systemd watch their directories
+# and would otherwise read a half-written or not yet readable file). Installed into /
+# with a system bus running, the bus policy is made live (dbus ReloadConfig) and systemd
+# reloads its units. The Debian package (debian/rules) stages its files with this script.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,6 +56,8 @@ POLKIT_ACTIONDIR=${POLKIT_ACTIONDIR:-/usr/share/polkit-1/actions}
 RT_PROTOSDIR=${RT_PROTOSDIR:-$SYSCONFDIR/iproute2/rt_protos.d}
 CONFDIR=$SYSCONFDIR/dynmhs
 MANIFEST=$LIBDIR/install-manifest
+# a packager's DESTDIR need not exist yet
+[ -z "$DESTDIR" ] || mkdir -p "$DESTDIR"
 
 if [ -e "$DESTDIR$MANIFEST" ]; then
     echo "install-system: dynmhs is already installed here ($DESTDIR$MANIFEST); run scripts/uninstall-system.sh first" >&2
@@ -60,6 +67,7 @@ fi
 # ------------------------------------------------------------------ bookkeeping
 ENTRIES=()           # "d PATH" / "f PATH SHA256", paths without DESTDIR
 STAGE=$(mktemp -d "${TMPDIR:-/tmp}/dynmhs-install.XXXXXX")
+PENDING=             # a temporary file or tree in a target directory, not yet renamed
 DONE=0
 rollback() {         # a failed install takes back what it already put there
     local i entry path
@@ -72,39 +80,68 @@ rollback() {         # a failed install takes back what it already put there
     done
     echo "install-system: failed; removed the ${#ENTRIES[@]} files and directories installed so far" >&2
 }
-trap 'rc=$?; [ "$DONE" = 1 ] || [ ${#ENTRIES[@]} = 0 ] || rollback; rm -rf "$STAGE"; exit $rc' EXIT
+trap 'rc=$?; [ -z "$PENDING" ] || rm -rf "$PENDING"; [ "$DONE" = 1 ] || [ ${#ENTRIES[@]} = 0 ] || rollback; rm -rf "$STAGE"; exit $rc' EXIT
 
 mkdir_p() {          # create a directory and each missing parent; record the ones we created
     local dir=$1 missing=() d
     d=$dir
-    while [ ! -d "$DESTDIR$d" ]; do missing=("$d" "${missing[@]}"); d=$(dirname "$d"); done
+    while [ "$d" != / ] && [ ! -d "$DESTDIR$d" ]; do missing=("$d" "${missing[@]}"); d=$(dirname "$d"); done
     for d in "${missing[@]}"; do
         mkdir -m 0755 "$DESTDIR$d"
         ENTRIES+=("d $d")
     done
 }
+# A temporary name next to TARGET that no watcher takes for the real file: dbus-daemon
+# reads only *.conf, systemd only *.service etc., man and completion only by exact name.
+temporary_beside() {
+    local target=$1
+    mktemp "$(dirname "$target")/.$(basename "$target").dynmhs-XXXXXX"
+}
 put() {              # put MODE SOURCE TARGET
     local mode=$1 src=$2 dst=$3
     mkdir_p "$(dirname "$dst")"
-    install -m "$mode" "$src" "$DESTDIR$dst"
+    PENDING=$(temporary_beside "$DESTDIR$dst")
+    cat "$src" > "$PENDING"
+    chmod "$mode" "$PENDING"
+    mv -fT "$PENDING" "$DESTDIR$dst"
+    PENDING=
     ENTRIES+=("f $dst $(sha256sum < "$DESTDIR$dst" | cut -d' ' -f1)")
 }
-put_tree() {         # put_tree SOURCE_DIR TARGET_DIR: a whole tree, modes normalized to 0644/0755
+put_tree() {         # put_tree SOURCE_DIR TARGET_DIR: a whole new tree, modes 0755 for directories and scripts, else 0644
     local src=$1 dst=$2 rel
-    mkdir_p "$dst"
+    if [ -e "$DESTDIR$dst" ] || [ -L "$DESTDIR$dst" ]; then
+        echo "install-system: $DESTDIR$dst is there already but no install manifest names it; remove it first" >&2
+        exit 1
+    fi
+    mkdir_p "$(dirname "$dst")"
+    PENDING=$(mktemp -d "$(dirname "$DESTDIR$dst")/.$(basename "$dst").dynmhs-XXXXXX")
+    cp -R --no-preserve=all "$src/." "$PENDING/"
+    chmod -R u=rwX,go=rX "$PENDING"
+    find "$PENDING" -type f -perm /111 -exec chmod a-x {} +
+    # executable: scripts ("#!"), not what npm packages happen to mark executable (type
+    # definitions); the native binding is a shared object, loaded, not executed
+    find "$PENDING" -type f -print0 | xargs -0 -r node -e '
+        const fs = require("node:fs");
+        for (const file of process.argv.slice(1)) {
+            const head = Buffer.alloc(2);
+            const fd = fs.openSync(file, "r");
+            const n = fs.readSync(fd, head, 0, 2, 0);
+            fs.closeSync(fd);
+            if (n === 2 && head.toString("latin1") === "#!") fs.chmodSync(file, 0o755);
+        }' --
+    ENTRIES+=("d $dst")
     while IFS= read -r -d '' rel; do
-        [ -d "$DESTDIR$dst/$rel" ] || ENTRIES+=("d $dst/$rel")
-    done < <(cd "$src" && find . -mindepth 1 -type d -printf '%P\0' | sort -z)
-    cp -R --no-preserve=all "$src/." "$DESTDIR$dst/"
-    chmod -R u=rwX,go=rX "$DESTDIR$dst"
-    # keep the executable bit of executables (native helpers, scripts)
-    (cd "$src" && find . -type f -perm /111 -printf '%P\0') | (cd "$DESTDIR$dst" && xargs -0 -r chmod 0755)
+        ENTRIES+=("d $dst/$rel")
+    done < <(cd "$PENDING" && find . -mindepth 1 -type d -printf '%P\0' | sort -z)
     while IFS= read -r line; do
         ENTRIES+=("f $dst/${line#*  } ${line%%  *}")
-    done < <(cd "$DESTDIR$dst" && find . -type f -printf '%P\0' | sort -z | xargs -0 -r sha256sum)
+    done < <(cd "$PENDING" && find . -type f -printf '%P\0' | sort -z | xargs -0 -r sha256sum)
     while IFS= read -r -d '' rel; do             # symbolic links (node_modules/.bin): no checksum
         ENTRIES+=("f $dst/$rel -")
-    done < <(cd "$DESTDIR$dst" && find . -type l -printf '%P\0' | sort -z)
+    done < <(cd "$PENDING" && find . -type l -printf '%P\0' | sort -z)
+    chmod 0755 "$PENDING"
+    mv -T "$PENDING" "$DESTDIR$dst"
+    PENDING=
 }
 
 # ------------------------------------------------------------------ the daemon and its modules
@@ -118,6 +155,19 @@ for dep in $(cd "$REPO" && node -e 'console.log(Object.keys(require("./package.j
         echo "install-system: dependency $dep is not installed in $REPO/node_modules; run: npm ci" >&2; exit 1; }
 done
 (cd "$REPO" && cp -a --parents "${PACKAGES[@]}" "$STAGE/")
+# netlink: of its native code only the binding npm install patched and built
+# (scripts/build-netlink.js); the rest of build/ is compiler intermediates, and prebuilds/
+# holds upstream's unpatched binaries, which node-gyp-build would load if ours were missing.
+BINDING=node_modules/netlink/build/Release/netlink_binding.node
+[ -f "$STAGE/$BINDING" ] || {
+    echo "install-system: $REPO/$BINDING is missing; build it: node scripts/build-netlink.js" >&2; exit 1; }
+mv "$STAGE/$BINDING" "$STAGE/netlink_binding.node"
+rm -rf "$STAGE/node_modules/netlink/build" "$STAGE/node_modules/netlink/prebuilds"
+mkdir -p "$(dirname "$STAGE/$BINDING")"
+mv "$STAGE/netlink_binding.node" "$STAGE/$BINDING"
+# what the npm packages carry for their own development (.npmignore, .eslintrc, .travis.yml,
+# .github/, .nyc_output/, ...) is not needed to run them
+find "$STAGE/node_modules" -mindepth 2 -name '.*' -prune -exec rm -rf {} +
 mkdir -p "$STAGE/dist"
 cp -a "$REPO/dist/src" "$STAGE/dist/src"
 put_tree "$STAGE/dist" "$LIBDIR/dist"
@@ -178,15 +228,19 @@ put 0644 "$REPO/scripts/dynmhs.conf.default" "$LIBDIR/dynmhs.conf.default"
 {
     echo "# dynmhs install manifest: DESTDIR=$DESTDIR PREFIX=$PREFIX; read by scripts/uninstall-system.sh"
     printf '%s\n' "${ENTRIES[@]}"
-} > "$DESTDIR$MANIFEST"
-chmod 0644 "$DESTDIR$MANIFEST"
+} > "$STAGE/install-manifest"
+PENDING=$(temporary_beside "$DESTDIR$MANIFEST")
+cat "$STAGE/install-manifest" > "$PENDING"
+chmod 0644 "$PENDING"
+mv -fT "$PENDING" "$DESTDIR$MANIFEST"
+PENDING=
 DONE=1
 echo "Installed $(printf '%s\n' "${ENTRIES[@]}" | grep -c '^f ') files; manifest: $MANIFEST"
 
 if [ -z "$DESTDIR" ]; then
+    bash "$REPO/scripts/reload-bus-config.sh"
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload || true
-        # dbus-daemon picks up the new policy file by itself; polkitd its action file too
         echo "Next: edit $CONFDIR/dynmhs.conf, then: systemctl enable --now dynmhs; dynmhsctl status"
     else
         echo "Next: edit $CONFDIR/dynmhs.conf, then start $SBINDIR/dynmhs --config $CONFDIR/dynmhs.conf"

@@ -61,6 +61,8 @@ done
 echo "Removed $removed files"
 for path in "${kept[@]}"; do echo "Kept $path: it was changed after installation"; done
 
-if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
-    systemctl daemon-reload || true
+if [ -z "$DESTDIR" ]; then
+    # the bus policy is gone: the system bus forgets it now, systemd the unit
+    bash "$(dirname "$0")/reload-bus-config.sh"
+    [ ! -d /run/systemd/system ] || systemctl daemon-reload || true
 fi
