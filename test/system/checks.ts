@@ -80,12 +80,14 @@ export async function waitActive(c: Container, options: { notPid?: number; timeo
 /**
  * The container's files outside /usr that an installation may touch, minus what the
  * running system itself keeps changing (journal, NetworkManager's leases, systemd's
- * timestamps and credentials, caches the package tools' triggers rebuild).
+ * timer stamps, caches the package tools' triggers rebuild) and the package tools' own
+ * bookkeeping (apt's state and history; dpkg's database is checked through dpkg-query).
  */
 export async function filesOutsideUsr(c: Container): Promise<string[]> {
   const out = await c.exec(['find', '/etc', '/var', '/srv', '/root', '-xdev',
     '(', '-path', '/var/log/journal', '-o', '-path', '/var/lib/NetworkManager', '-o', '-path', '/var/lib/systemd/timers',
-    '-o', '-path', '/var/cache', '-o', '-path', '/var/tmp', '-o', '-path', '/var/lib/dpkg', '-o', '-path', '/var/lib/polkit-1', ')', '-prune',
+    '-o', '-path', '/var/cache', '-o', '-path', '/var/tmp', '-o', '-path', '/var/lib/dpkg', '-o', '-path', '/var/lib/polkit-1',
+    '-o', '-path', '/var/lib/apt', '-o', '-path', '/var/log/apt', ')', '-prune',
     '-o', '-print']);
   return out.split('\n').filter(Boolean).sort();
 }
@@ -94,6 +96,7 @@ export async function filesOutsideUsr(c: Container): Promise<string[]> {
  * What the container wrote into /usr, read from the overlay's upper directory on the host:
  * files (an installation's leftovers, or whiteouts of deleted host files) and directories
  * that the host's /usr does not have. Copied-up directories the host has are no leftover.
+ * Compare with the list taken before installing (the harness's own setup writes there).
  */
 export function leftInUsr(c: Container): string[] {
   const upper = join(c.dir, 'usr');

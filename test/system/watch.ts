@@ -2,7 +2,7 @@
 // something happens (restart, upgrade, reload): `ip -ts monitor rule route` in its network
 // namespace, timestamps taken by ip as each netlink notification arrives.
 import type { ChildProcess } from 'node:child_process';
-import { must, waitUntil, type Container } from './harness';
+import { GiveUp, must, waitUntil, type Container } from './harness';
 
 /** One span in which no copy of a rule or route was in the kernel. */
 export interface Gap { readonly key: string; readonly ms: number }
@@ -85,7 +85,10 @@ export class PolicyWatch {
   private buffer = '';
   private readonly lines: string[] = [];
 
+  private errors = '';
+
   private constructor(private readonly monitor: ChildProcess) {
+    monitor.stderr!.setEncoding('utf8').on('data', (chunk: string) => { this.errors += chunk; });
     monitor.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       this.buffer += chunk;
       const parts = this.buffer.split('\n');
@@ -101,7 +104,10 @@ export class PolicyWatch {
     const ip = (...args: string[]): Promise<unknown> => must('nsenter', ['-t', String(container.pid1), '-n', 'ip', ...args]);
     await ip('route', 'add', 'unreachable', '192.0.2.99/32', 'table', MARKER_TABLE);
     try {
-      await waitUntil('ip monitor to see the marker route', () => watch.lines.some((l) => l.includes(`table ${MARKER_TABLE}`)), 10_000);
+      await waitUntil('ip monitor to see the marker route', () => {
+        if (monitor.exitCode !== null) throw new GiveUp(`ip monitor exited ${monitor.exitCode}: ${watch.errors}`);
+        return watch.lines.some((l) => l.includes(`table ${MARKER_TABLE}`));
+      }, 10_000);
     } finally {
       await ip('route', 'del', 'unreachable', '192.0.2.99/32', 'table', MARKER_TABLE);
     }
