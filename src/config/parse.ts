@@ -42,6 +42,7 @@ interface Scalars {
   stateDirectory?: string;
   tableIdleSeconds?: number;
   dbus?: boolean;
+  service?: boolean;
 }
 
 /** A network with where it came from, for cross-checks and their messages. */
@@ -130,6 +131,7 @@ function commandLineLayer(occurrences: readonly Occurrence[]): Layer {
       case 'state-directory': s.stateDirectory = v(parseStateDirectory); break;
       case 'table-idle': s.tableIdleSeconds = v(parseSeconds); break;
       case 'no-dbus': s.dbus = false; break;
+      case 'service': s.service = true; break;
       case 'help':
       case 'version':
         break;
@@ -244,6 +246,7 @@ function merge(cli: Layer, file: Layer, configFile: string | undefined): Config 
     stateDirectory: pick('stateDirectory') ?? DEFAULTS.stateDirectory,
     tableIdleSeconds: pick('tableIdleSeconds') ?? DEFAULTS.tableIdleSeconds,
     dbus: pick('dbus') ?? DEFAULTS.dbus,
+    ...(cli.scalars.service === true ? { service: true } : {}),
   };
 }
 

@@ -46,6 +46,8 @@ export interface Config {
   readonly tableIdleSeconds: number;
   /** Export no.nntb.DynMHS on the system bus. */
   readonly dbus: boolean;
+  /** --service: run as dynmhs.service (command line only; see src/main.ts). */
+  readonly service?: boolean;
 }
 
 /** DynMHS accepts tables 1000–29999; so do we, for explicit and automatic tables alike. */
