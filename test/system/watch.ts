@@ -2,7 +2,7 @@
 // something happens (restart, upgrade, reload): `ip -ts monitor rule route` in its network
 // namespace, timestamps taken by ip as each netlink notification arrives.
 import type { ChildProcess } from 'node:child_process';
-import { GiveUp, must, waitUntil, type Container } from './harness';
+import { GiveUp, must, sleep, waitUntil, type Container } from './harness';
 
 /** One span in which no copy of a rule or route was in the kernel. */
 export interface Gap { readonly key: string; readonly ms: number }
@@ -102,15 +102,19 @@ export class PolicyWatch {
     const monitor = container.spawnHelper('nsenter', ['-t', String(container.pid1), '-n', 'ip', '-ts', 'monitor', 'rule', 'route']);
     const watch = new PolicyWatch(monitor);
     const ip = (...args: string[]): Promise<unknown> => must('nsenter', ['-t', String(container.pid1), '-n', 'ip', ...args]);
-    await ip('route', 'add', 'unreachable', '192.0.2.99/32', 'table', MARKER_TABLE);
-    try {
-      await waitUntil('ip monitor to see the marker route', () => {
-        if (monitor.exitCode !== null) throw new GiveUp(`ip monitor exited ${monitor.exitCode}: ${watch.errors}`);
-        return watch.lines.some((l) => l.includes(`table ${MARKER_TABLE}`));
-      }, 10_000);
-    } finally {
-      await ip('route', 'del', 'unreachable', '192.0.2.99/32', 'table', MARKER_TABLE);
-    }
+    // ip subscribes some time after it starts: add the marker until it comes through
+    const seen = (): boolean => watch.lines.some((l) => l.includes(`table ${MARKER_TABLE}`));
+    await waitUntil('ip monitor to see the marker route', async () => {
+      if (monitor.exitCode !== null) throw new GiveUp(`ip monitor exited ${monitor.exitCode}: ${watch.errors}`);
+      await ip('route', 'add', 'unreachable', '192.0.2.99/32', 'table', MARKER_TABLE);
+      try {
+        const until = Date.now() + 300;
+        while (!seen() && Date.now() < until) await sleep(10);
+      } finally {
+        await ip('route', 'del', 'unreachable', '192.0.2.99/32', 'table', MARKER_TABLE);
+      }
+      return seen();
+    }, 10_000, 0);
     watch.start = await container.policy();
     watch.startLine = watch.lines.length;
     return watch;
