@@ -24,6 +24,13 @@ export const SRC = '/src';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Whether `promise` settles within ms; the timer does not outlive it (it would keep the test process up). */
+function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+  return Promise.race([promise.then(() => true), timeout]).finally(() => clearTimeout(timer));
+}
+
 /** Why these tests cannot run on this machine at all (nothing a test command could install). */
 export function systemSkipReason(): string | undefined {
   if (process.platform !== 'linux') return 'needs Linux (systemd-nspawn)';
@@ -332,11 +339,11 @@ export class Container {
     for (const h of [...this.helpers]) await stopChild(h, 3_000);
     if (this.nspawn && this.nspawn.exitCode === null && this.nspawn.signalCode === null) {
       try { process.kill(this.nspawn.pid!, 'SIGTERM'); } catch { /* gone */ }
-      const stopped = await Promise.race([this.nspawnExited!.then(() => true), sleep(20_000).then(() => false)]);
+      const stopped = await settlesWithin(this.nspawnExited!, 20_000);
       if (!stopped) {
         // killing the init of a PID namespace kills everything in it; nspawn then exits
         if (this.pid1 > 0) { try { process.kill(this.pid1, 'SIGKILL'); } catch { /* gone */ } }
-        const gone = await Promise.race([this.nspawnExited!.then(() => true), sleep(5_000).then(() => false)]);
+        const gone = await settlesWithin(this.nspawnExited!, 5_000);
         if (!gone) { try { process.kill(this.nspawn.pid!, 'SIGKILL'); } catch { /* gone */ } await this.nspawnExited; }
       }
     }
@@ -361,7 +368,7 @@ async function stopChild(child: ChildProcess, timeoutMs: number): Promise<void> 
   if (child.exitCode !== null || child.signalCode !== null || !child.pid) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   try { process.kill(child.pid, 'SIGTERM'); } catch { return; }
-  const done = await Promise.race([exited.then(() => true), sleep(timeoutMs).then(() => false)]);
+  const done = await settlesWithin(exited, timeoutMs);
   if (!done) { try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ } await exited; }
 }
 
