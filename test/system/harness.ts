@@ -125,6 +125,9 @@ let counter = 0;
 const living = new Set<Container>();
 // A test process that dies without destroy() still takes its containers and ISPs with it.
 process.once('exit', () => { for (const c of living) c.destroySync(); });
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => { for (const c of living) c.destroySync(); process.exit(128 + (signal === 'SIGINT' ? 2 : 15)); });
+}
 
 export class Container {
   readonly name: string;
@@ -358,6 +361,8 @@ export class Container {
     if (this.nspawn && this.nspawn.exitCode === null) {
       if (this.pid1 > 0) { try { process.kill(this.pid1, 'SIGKILL'); } catch { /* gone */ } }
       try { process.kill(this.nspawn.pid!, 'SIGKILL'); } catch { /* gone */ }
+      // the container's mounts go with its last process: wait (bounded) before removing its directory
+      if (this.pid1 > 0) spawnSync('sh', ['-c', `while kill -0 ${this.pid1} 2>/dev/null; do sleep 0.05; done`], { timeout: 5_000 });
     }
     for (const ns of this.namespaces) spawnSync('ip', ['netns', 'del', ns]);
     rmSync(this.dir, { recursive: true, force: true });
