@@ -2,6 +2,7 @@
 # Build the Debian package:  npm run deb   (after npm install)
 #
 #   DYNMHS_DEB_VERSION=0.1.1   package version (default: "version" of package.json)
+#   DYNMHS_DEB_OUTDIR=DIR      where the .deb goes (default: build/deb; tests use their own)
 #
 # Builds with Debian's tools (debian/: debhelper 13, dpkg-buildpackage) in a temporary
 # copy of this tree, so that nothing but build/deb/ is written here, and leaves
@@ -10,7 +11,8 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-OUT=$REPO/build/deb
+OUT=${DYNMHS_DEB_OUTDIR:-$REPO/build/deb}
+case "$OUT" in /*) ;; *) OUT=$PWD/$OUT ;; esac
 
 for tool in dpkg-buildpackage dh dpkg-architecture; do
     command -v "$tool" >/dev/null || {

@@ -87,7 +87,9 @@ function main() {
     || [path.join(path.dirname(process.execPath), '..'), '/usr', '/usr/local'].find((d) => fs.existsSync(path.join(d, 'include', 'node', 'node_api.h')));
   const args = [findNodeGyp(), 'rebuild', '--loglevel=warn'];
   if (nodedir !== undefined) args.push(`--nodedir=${nodedir}`);
-  execFileSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
+  // Bind every symbol at load time, read-only relocations after (Debian's hardening flags).
+  const env = { ...process.env, LDFLAGS: `${process.env.LDFLAGS ?? ''} -Wl,-z,relro -Wl,-z,now`.trim() };
+  execFileSync(process.execPath, args, { cwd: root, stdio: 'inherit', env });
 }
 
 main();

@@ -21,10 +21,11 @@
 # Every file and every directory it creates is listed in
 # PREFIX/lib/dynmhs/install-manifest; scripts/uninstall-system.sh removes exactly those.
 # Each file appears under its name at once and whole: it is written under a temporary name
-# in its target directory, then renamed (dbus-daemon and systemd watch their directories
-# and would otherwise read a half-written or not yet readable file). Installed into /
-# with a system bus running, the bus policy is made live (dbus ReloadConfig) and systemd
-# reloads its units. The Debian package (debian/rules) stages its files with this script.
+# in its target directory, then renamed (dbus-daemon re-reads its policy directory when a
+# file there changes, and would otherwise read a half-written or still unreadable file).
+# Installed into / with a system bus running, the bus policy is made live (dbus
+# ReloadConfig) and systemd reloads its units. The Debian package (debian/rules) stages
+# its files with this script.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -139,7 +140,6 @@ put_tree() {         # put_tree SOURCE_DIR TARGET_DIR: a whole new tree, modes 0
     while IFS= read -r -d '' rel; do             # symbolic links (node_modules/.bin): no checksum
         ENTRIES+=("f $dst/$rel -")
     done < <(cd "$PENDING" && find . -type l -printf '%P\0' | sort -z)
-    chmod 0755 "$PENDING"
     mv -T "$PENDING" "$DESTDIR$dst"
     PENDING=
 }

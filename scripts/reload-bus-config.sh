@@ -3,9 +3,10 @@
 # called by install-system.sh and uninstall-system.sh after they changed /.
 # dbus-daemon may have looked at the policy directory before a new file was complete, or
 # not watch it at all: without this, the daemon cannot own its bus name at its first start.
-# No system bus running: nothing to do.
+# No system bus running: nothing to do. (busctl and dbus-send --system honour
+# DBUS_SYSTEM_BUS_ADDRESS, which can name a bus elsewhere.)
 set -u
-[ -S /run/dbus/system_bus_socket ] || exit 0
+[ -n "${DBUS_SYSTEM_BUS_ADDRESS:-}" ] || [ -S /run/dbus/system_bus_socket ] || exit 0
 if command -v busctl >/dev/null; then
     busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig && exit 0
 elif command -v dbus-send >/dev/null; then

@@ -3,7 +3,8 @@
 // overwritten, and uninstall removing exactly what install put there.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, lstatSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, lstatSync, statSync, symlinkSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { daemonNodeOptions } from '../helpers/daemon';
@@ -15,8 +16,8 @@ const UNINSTALL = join(REPO, 'scripts', 'uninstall-system.sh');
 const skip = existsSync(join(REPO, 'dist', 'src', 'main.js')) && existsSync(join(REPO, 'dist', 'src', 'cli', 'dynmhsctl.js'))
   ? false : 'dist/src/main.js is not built (npm run build)';
 
-function sh(script: string, env: Record<string, string>): { code: number | null; out: string } {
-  const r = spawnSync('bash', [script], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+function sh(script: string, env: Record<string, string>, timeout = 120_000): { code: number | null; out: string } {
+  const r = spawnSync('bash', [script], { encoding: 'utf8', env: { ...process.env, ...env }, timeout });
   return { code: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
@@ -137,6 +138,48 @@ describe('install-system.sh / uninstall-system.sh into a DESTDIR', { skip }, () 
     assert.deepEqual(tree(d), []);
   });
 
+  test('a DESTDIR that does not exist yet is created, and the install finishes', () => {
+    const d = join(destdir(), 'new', 'stage');
+    const r = sh(INSTALL, { DESTDIR: d, PREFIX: '/usr' }, 60_000);
+    assert.equal(r.code, 0, `exit ${r.code} (null: killed after 60 s)\n${r.out}`);
+    assert.ok(existsSync(join(d, 'usr/sbin/dynmhs')));
+    assert.equal(sh(UNINSTALL, { DESTDIR: d, PREFIX: '/usr' }).code, 0);
+    assert.deepEqual(tree(d), [], 'DESTDIR itself stays, empty');
+  });
+
+  test('every file appears by rename, whole and with its mode; no temporary file is left', async () => {
+    const d = destdir();
+    const policyDir = join(d, 'etc/dbus-1/system.d');
+    mkdirSync(policyDir, { recursive: true });   // there first, as on a real system, so it can be watched
+    const events: { event: string; name: string; mode?: number; size?: number }[] = [];
+    const watcher = watch(policyDir, (event, name) => {
+      if (name !== 'no.nntb.DynMHS.conf') return;
+      try {
+        const st = statSync(join(policyDir, name));
+        events.push({ event, name, mode: st.mode & 0o777, size: st.size });
+      } catch {
+        events.push({ event, name });
+      }
+    });
+    let child: ChildProcess | undefined;
+    try {
+      child = spawn('bash', [INSTALL], { env: { ...process.env, DESTDIR: d }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (b) => { stderr += b; });
+      const code = await new Promise<number | null>((resolve) => child!.on('exit', resolve));
+      assert.equal(code, 0, stderr);
+      await new Promise((r) => setTimeout(r, 100));   // the last inotify events
+    } finally {
+      watcher.close();
+      if (child?.exitCode === null) child.kill('SIGKILL');
+    }
+    const size = readFileSync(join(REPO, 'dbus', 'no.nntb.DynMHS.conf')).length;
+    // install -m would show a create, a write and a chmod: here the only event is the rename
+    assert.deepEqual(events, [{ event: 'rename', name: 'no.nntb.DynMHS.conf', mode: 0o644, size }]);
+    assert.deepEqual(tree(d).filter((p) => p.includes('.dynmhs-')), [], 'temporary files left');
+    assert.equal(sh(UNINSTALL, { DESTDIR: d }).code, 0);
+  });
+
   test('bad PREFIX or DESTDIR are refused before anything is written', () => {
     const d = destdir();
     for (const env of [{ DESTDIR: d, PREFIX: "usr" }, { DESTDIR: "relative/dir", PREFIX: "/usr/local" }]) {
@@ -156,5 +199,63 @@ describe('the daemon\'s Node options (first line of src/main.ts)', { skip }, () 
     assert.equal(probe.status, 0, probe.stderr);
     // One semi-space is usable at a time: its size is what new_space reports.
     assert.equal(Number(probe.stdout.trim()), 32 * 1024 * 1024);
+  });
+});
+
+describe('scripts/reload-bus-config.sh (run by install and uninstall into /)', () => {
+  const dbusDaemon = spawnSync('sh', ['-c', 'command -v dbus-daemon'], { encoding: 'utf8' }).stdout.trim();
+  const dirs: string[] = [];
+  after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+
+  /** A private bus of type system; its log collects what dbus-daemon says. */
+  async function privateBus(): Promise<{ address: string; log: () => string; stop: () => void; dir: string }> {
+    const dir = mkdtempSync('/tmp/dynmhs-bus-test-');
+    dirs.push(dir);
+    mkdirSync(join(dir, 'system.d'));
+    writeFileSync(join(dir, 'bus.conf'), `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig><type>system</type><listen>unix:path=${dir}/socket</listen><auth>EXTERNAL</auth>
+<policy context="default"><allow send_destination="*"/><allow receive_sender="*"/><allow own="*"/><allow user="*"/></policy>
+<includedir>${dir}/system.d</includedir></busconfig>
+`);
+    const child = spawn(dbusDaemon, [`--config-file=${dir}/bus.conf`, '--nofork', '--nosyslog'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    child.stderr!.on('data', (b) => { log += b; });
+    const deadline = Date.now() + 10_000;
+    while (!existsSync(join(dir, 'socket'))) {
+      assert.ok(Date.now() < deadline && child.exitCode === null, `dbus-daemon did not start: ${log}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return { address: `unix:path=${dir}/socket`, log: () => log, stop: () => { if (child.exitCode === null) child.kill('SIGTERM'); }, dir };
+  }
+
+  async function reloads(env: Record<string, string>): Promise<void> {
+    const bus = await privateBus();
+    try {
+      const r = spawnSync('bash', [join(REPO, 'scripts', 'reload-bus-config.sh')], {
+        encoding: 'utf8', env: { ...process.env, ...env, DBUS_SYSTEM_BUS_ADDRESS: bus.address }, timeout: 30_000 });
+      assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+      assert.doesNotMatch(`${r.stdout}${r.stderr}`, /warning|note/);
+      const deadline = Date.now() + 5_000;
+      while (!/Reloaded configuration/.test(bus.log()) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+      assert.match(bus.log(), /Reloaded configuration/);
+    } finally {
+      bus.stop();
+    }
+  }
+
+  test('the system bus reloads its configuration (busctl)', { skip: dbusDaemon === '' ? 'dbus-daemon is not installed' : false }, async () => {
+    await reloads({});
+  });
+
+  test('the system bus reloads its configuration (dbus-send, where busctl is missing)', { skip: dbusDaemon === '' ? 'dbus-daemon is not installed' : false }, async () => {
+    const bin = mkdtempSync('/tmp/dynmhs-bus-path-');
+    dirs.push(bin);
+    for (const tool of ['bash', 'dbus-send']) {
+      const path = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim();
+      assert.ok(path, `${tool} not found`);
+      symlinkSync(path, join(bin, tool));
+    }
+    await reloads({ PATH: bin });
   });
 });
