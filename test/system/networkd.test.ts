@@ -5,7 +5,8 @@
 // leave the policy broken; restart, kill -9, stop and purge as with NetworkManager.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Container, DEB_BUILD_TOOLS, buildDeb, ensureNodejsPackage, inContainer, requireHostTools, systemSkipReason, waitUntil, type Policy } from './harness';
+import { Container, requireHostTools, systemSkipReason, waitUntil, type Policy } from './harness';
+import { DEB_BUILD_TOOLS, buildDeb, ensureNodejsPackage, inContainer } from './deb';
 import { assertNoPolicy, filesOutsideUsr, leftInUsr, service, tableOf, waitActive, waitForPolicy } from './checks';
 import { PolicyWatch, describeAbsence } from './watch';
 

@@ -9,9 +9,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import {
-  Container, DEB_BUILD_TOOLS, REPO, buildDeb, ensureNodejsPackage, inContainer, requireHostTools, systemSkipReason, sleep, type Policy,
-} from './harness';
+import { Container, REPO, requireHostTools, systemSkipReason, sleep, type Policy } from './harness';
+import { DEB_BUILD_TOOLS, buildDeb, ensureNodejsPackage, inContainer } from './deb';
 import { assertNoPolicy, filesOutsideUsr, leftInUsr, service, tableOf, waitActive, waitForPolicy } from './checks';
 import { PolicyWatch, describeAbsence } from './watch';
 
