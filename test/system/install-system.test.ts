@@ -35,7 +35,7 @@ describe('install-system / uninstall-system under systemd (container)', { skip, 
   });
   after(async () => { await c?.destroy(); });
 
-  test(`install, enable --now (active within seconds, no restart), rules per connection, uninstall (nothing in the kernel, no unit, no bus name): ${ROUNDS} rounds`, async () => {
+  test(`install, enable --now (active within seconds, no restart), rules per connection, dynmhsctl and polkit, uninstall (nothing in the kernel, no unit, no bus name): ${ROUNDS} rounds`, async () => {
     for (let round = 1; round <= ROUNDS; round++) {
       await c.exec(['bash', `${SRC}/scripts/install-system.sh`], { timeoutMs: 60_000 });
       const started = Date.now();
@@ -54,6 +54,10 @@ describe('install-system / uninstall-system under systemd (container)', { skip, 
         const status = await c.exec(['dynmhsctl', 'status']);
         assert.match(status, /wan1/);
         assert.match(status, /wan2/);
+        // the polkit action installed into /usr/share/polkit-1/actions is the one polkitd reads
+        const refused = await c.asNobody(['dynmhsctl', 'reload']);
+        assert.equal(refused.code, 4, `nobody's reload: exit ${refused.code} ${refused.stderr}`);
+        assert.equal((await c.attempt(['dynmhsctl', 'reload'])).code, 0);
       }
 
       await c.exec(['bash', `${SRC}/scripts/uninstall-system.sh`], { timeoutMs: 60_000 });
