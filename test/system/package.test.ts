@@ -5,6 +5,8 @@
 // upgrade and kill -9 under systemd (with the time a rule or route is absent); the live
 // unit's security exposure; stop, remove and purge leave nothing behind. The tests run in
 // order on one container and each leaves the service as the next expects it.
+// The package Depends on nodejs (>= 20): where this machine's Node is no dpkg package, the
+// container gets a placeholder `nodejs` package for it (deb.ts, ensureNodejsPackage).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
