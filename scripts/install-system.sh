@@ -241,6 +241,12 @@ if [ -z "$DESTDIR" ]; then
     bash "$REPO/scripts/reload-bus-config.sh"
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload || true
+        # networkd reads networkd.conf.d only when it starts: until then it deletes our rules
+        # on every reconfigure (dynmhs restores them, with a warning)
+        if systemctl is-active --quiet systemd-networkd.service; then
+            echo "Restarting systemd-networkd so that it leaves dynmhs's rules and routes alone ($NETWORKD_CONFDIR/dynmhs.conf)"
+            systemctl try-restart systemd-networkd.service || true
+        fi
         echo "Next: edit $CONFDIR/dynmhs.conf, then: systemctl enable --now dynmhs; dynmhsctl status"
     else
         echo "Next: edit $CONFDIR/dynmhs.conf, then start $SBINDIR/dynmhs --config $CONFDIR/dynmhs.conf"

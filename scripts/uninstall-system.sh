@@ -2,6 +2,7 @@
 # Remove what scripts/install-system.sh installed:  sudo npm run uninstall-system
 #
 #   DESTDIR, PREFIX   as given to install-system.sh
+#   KEEP_STATE=yes    keep /var/lib/dynmhs (table allocations) and /var/log/dynmhs
 #
 # Reads PREFIX/lib/dynmhs/install-manifest and removes exactly the files and the
 # (then empty) directories listed there. /etc/dynmhs/dynmhs.conf is removed only if
@@ -59,6 +60,15 @@ for ((i=${#DIRS[@]}-1; i>=0; i--)); do
     rmdir "$DESTDIR${DIRS[i]}" 2>/dev/null || true
 done
 echo "Removed $removed files"
+# The unit's StateDirectory (table allocations) and LogsDirectory, which systemd created at
+# the first start: gone too, as after `apt purge`, unless KEEP_STATE=yes.
+if [ "${KEEP_STATE:-no}" != yes ]; then
+    for dir in /var/lib/dynmhs /var/log/dynmhs; do
+        [ -e "$DESTDIR$dir" ] || continue
+        rm -rf -- "$DESTDIR$dir"
+        echo "Removed $dir"
+    done
+fi
 for path in "${kept[@]}"; do echo "Kept $path: it was changed after installation"; done
 
 if [ -z "$DESTDIR" ]; then

@@ -95,9 +95,14 @@ describe('install-system.sh / uninstall-system.sh into a DESTDIR', { skip }, () 
     assert.notEqual(again.code, 0);
     assert.match(again.out, /already installed/);
 
+    // what systemd made for the unit (StateDirectory, LogsDirectory) goes as well, as with apt purge
+    mkdirSync(join(d, 'var/lib/dynmhs'), { recursive: true });
+    writeFileSync(join(d, 'var/lib/dynmhs/tables.json'), '{}');
+    mkdirSync(join(d, 'var/log/dynmhs'), { recursive: true });
     const u = sh(UNINSTALL, { DESTDIR: d, PREFIX: '/usr/local' });
     assert.equal(u.code, 0, u.out);
-    assert.deepEqual(tree(d), [], 'uninstall left files behind');
+    assert.match(u.out, /Removed \/var\/lib\/dynmhs/);
+    assert.deepEqual(tree(d).filter((p) => !/^\/var\/((lib|log)\/)?$/.test(p)), [], 'uninstall left files behind');
     const u2 = sh(UNINSTALL, { DESTDIR: d, PREFIX: '/usr/local' });
     assert.notEqual(u2.code, 0, 'nothing to uninstall is an error');
   });
