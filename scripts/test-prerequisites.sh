@@ -97,9 +97,14 @@ if [ ! -e "$policy" ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+log=$(mktemp "${TMPDIR:-/tmp}/dynmhs-test-prerequisites.XXXXXX.log")
 apt_get=(apt-get -q -o DPkg::Lock::Timeout=300)
-"${apt_get[@]}" update </dev/null
-"${apt_get[@]}" install -y --no-install-recommends "${missing_packages[@]}" </dev/null
+echo "  apt-get update && apt-get install -y --no-install-recommends ${missing_packages[*]} (output: $log)"
+if ! { "${apt_get[@]}" update && "${apt_get[@]}" install -y --no-install-recommends "${missing_packages[@]}"; } </dev/null >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "test prerequisites: apt-get failed (above; all of it in $log). Install by hand: $install_command" >&2
+    exit 1
+fi
 
 still_missing=()
 while read -r need package _; do
