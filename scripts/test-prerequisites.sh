@@ -64,12 +64,12 @@ if [ ${#missing_packages[@]} -eq 0 ]; then
     exit 0
 fi
 
-install_command="apt-get install --no-install-recommends ${missing_packages[*]}"
+install_command="apt-get update && apt-get install --no-install-recommends ${missing_packages[*]}"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "test prerequisites: not root, so the tests that need root will skip (each says why); missing for them:" >&2
     printf '  %s\n' "${missing_what[@]}" >&2
-    echo "  run as root to install them and run everything: sudo npm test (it runs: $install_command)" >&2
+    echo "  to install them and run everything: sudo npm test (it runs: $install_command)" >&2
     exit 0
 fi
 
