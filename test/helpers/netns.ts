@@ -21,6 +21,8 @@
 // scripts/test-prerequisites.sh).
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { EgressResult } from './egress-probe';
 
@@ -473,7 +475,14 @@ export function installEchoCounters(ns: string, ifNames: readonly string[] = ['w
     '  }',
     '}',
   ].join('\n');
-  run('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], ruleset + '\n');
+  // From a file: nftables 1.0.9 (Ubuntu 24.04) refuses `-f -` from a pipe ("Not a regular file").
+  const dir = mkdtempSync(join(tmpdir(), `dynmhs-nft-${process.pid}-`));
+  try {
+    writeFileSync(join(dir, 'counters.nft'), ruleset + '\n');
+    run('ip', ['netns', 'exec', ns, 'nft', '-f', join(dir, 'counters.nft')]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export function resetEchoCounters(ns: string): void {
