@@ -430,6 +430,9 @@ export class Testbed {
     mkdirSync(join(d, 'etc-network'), { recursive: true });
     mkdirSync(join(d, 'run-systemd', 'networkd.conf.d'), { recursive: true });
     writeFileSync(join(d, 'machine-id'), '6e64686f737400000000000000000002\n');
+    // networkd waits for udev to initialize each link unless it runs in a container: upstream
+    // tells by a read-only /sys (below), Ubuntu's systemd 255 by /run/systemd/container.
+    writeFileSync(join(d, 'run-systemd', 'container'), 'dynmhs-testbed\n');
     for (const i of [1, 2]) {
       writeFileSync(join(d, 'etc-network', `10-wan${i}.network`), [
         '[Match]', `Name=wan${i}`, '', '[Network]', 'DHCP=ipv4', 'IPv6AcceptRA=yes', '',
