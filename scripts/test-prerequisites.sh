@@ -35,12 +35,12 @@ busctl                              systemd            private buses and the D-B
 systemd-analyze                     systemd            the unit security score (test/install)
 dbus-daemon                         dbus-daemon        private system buses (test/dbus, test/managers)
 /usr/share/dbus-1/system.conf       dbus               the system bus configuration the private buses include
+/lib/systemd/system/dbus.service    dbus               the system bus of the systemd containers (test/system)
 /usr/lib/polkit-1/polkitd           polkitd            authorization of the D-Bus methods (test/dbus)
 systemd-nspawn                      systemd-container  containers booting with systemd as PID 1 (test/system)
-dpkg-buildpackage                   dpkg-dev           building the Debian package (npm run deb)
-dh                                  debhelper          building the Debian package (npm run deb)
-fakeroot                            fakeroot           building the Debian package as a non-root user
-lintian                             lintian            checking the Debian package
+dpkg-buildpackage                   dpkg-dev           building the Debian package (npm run deb; test/install, test/system)
+dh                                  debhelper          building the Debian package (npm run deb; test/install, test/system)
+lintian                             lintian            checking the Debian package (test/install)
 '
 
 missing_packages=()
