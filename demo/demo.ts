@@ -3,8 +3,10 @@
 // A "host" with two uplinks (wan1 → ISP 1, metric 200; wan2 → ISP 2, metric 300), both
 // ISPs connected to a common "internet" namespace with a server at 10.250.0.1 / fd00:250::1.
 // Without dynmhs every packet leaves through wan1, whatever its source address; with
-// dynmhs each source address leaves through its own interface. The nftables counters in
-// the host namespace prove it. Everything lives in namespaces this demo creates and
+// dynmhs each source address leaves through its own interface. A UDP probe proves it:
+// datagrams from each source address to a server that answers with the address it saw,
+// and the uplinks' packet counters. It needs only Node and iproute2 (no nftables, no
+// ping, no procps). Everything lives in namespaces this demo creates and
 // deletes again (also on failure or Ctrl-C); the machine's own network is never touched.
 
 import { existsSync } from 'node:fs';
@@ -49,26 +51,31 @@ function showState(topo: Topology): void {
 interface Proof {
   source: string;
   own: Wan;
-  counts: Record<string, number>;
   ok: boolean;
 }
 
-/** Ping the server from every source address and count where the echo requests left. */
-function pingAll(topo: Topology, expectOwn: boolean): Proof[] {
+/**
+ * From every source address, send UDP datagrams to the server (which answers with the
+ * source address it saw) and count the packets each uplink sent meanwhile.
+ */
+function proveEgress(topo: Topology, expectOwn: boolean): Proof[] {
+  const count = 5;
   const proofs: Proof[] = [];
-  console.log(dim(`  5 pings each to ${SERVER4} / ${SERVER6}; echo requests counted per outgoing interface (nftables)`));
-  for (const own of [WAN1, WAN2]) {
-    for (const source of [own.v4, own.v6]) {
-      const r = topo.pathOf(source, 5);
-      const via = Object.entries(r.counts).filter(([, n]) => n > 0).map(([i, n]) => `${i}: ${n}`).join(', ') || 'nowhere';
-      const ownOnly = (r.counts[own.ifName] ?? 0) > 0 &&
-        Object.entries(r.counts).every(([i, n]) => i === own.ifName || n === 0);
-      const verdict = ownOnly ? green(`leaves via its own ${own.ifName}`) :
-        (expectOwn ? red(`WRONG: should leave via ${own.ifName}`) : c('33', `not via its own ${own.ifName}`));
-      console.log(`  from ${source.padEnd(12)} → ${via.padEnd(18)} ${verdict}${r.ok ? '' : red(' (no reply)')}`);
-      proofs.push({ source, own, counts: r.counts, ok: ownOnly && r.ok });
-    }
-  }
+  console.log(dim(`  ${count} UDP datagrams from each source address to ${SERVER4} / ${SERVER6}, one at a time;`));
+  console.log(dim('  packets sent per uplink meanwhile (interface counters), and the source address the server saw'));
+  const sources = [WAN1, WAN2].flatMap((own) => [{ own, source: own.v4 }, { own, source: own.v6 }]);
+  const results = topo.egressOf(sources.map((s) => s.source), count);
+  results.forEach((r, i) => {
+    const own = sources[i]!.own;
+    const counts = Object.entries(r.txPackets).map(([name, n]) => `${name} ${n}`).join(', ');
+    const ownOnly = r.via.length === 1 && r.via[0] === own.ifName;
+    const verdict = ownOnly ? green(`leaves via its own ${own.ifName}`) :
+      (expectOwn ? red(`WRONG: should leave via ${own.ifName}`) : c('33', `not via its own ${own.ifName}`));
+    const seen = r.seenAs.length === 1 && r.seenAs[0] === r.source;
+    const answers = r.answers === r.sent ? `${r.answers}/${r.sent} answered` : red(`${r.answers}/${r.sent} answered`);
+    console.log(`  from ${r.source.padEnd(12)} → ${counts.padEnd(16)} ${answers}${seen ? '' : red(` seen as ${r.seenAs.join(' ') || 'nothing'}`)}  ${verdict}`);
+    proofs.push({ source: r.source, own, ok: ownOnly && r.answers === r.sent && seen });
+  });
   return proofs;
 }
 
@@ -94,7 +101,7 @@ async function main(): Promise<number> {
   try {
     heading('Building throwaway namespaces');
     topo = Topology.create({ tag: 'd' });
-    topo.installCounters();
+    await topo.startEgressServer();
     console.log(`  ${topo.host}: wan1 ${WAN1.v4}/24 ${WAN1.v6}/64 (metric 200), wan2 ${WAN2.v4}/24 ${WAN2.v6}/64 (metric 300)`);
     console.log(`  ${topo.isp1}, ${topo.isp2}: routers ${WAN1.gw4} / ${WAN2.gw4}, IPv6 gateway fe80::1 on each link`);
     console.log(`  ${topo.inet}: the "internet", server ${SERVER4} and ${SERVER6}, reachable through both ISPs`);
@@ -103,7 +110,7 @@ async function main(): Promise<number> {
     showState(topo);
 
     heading('Before dynmhs: where do packets from each source address go?');
-    const before = pingAll(topo, false);
+    const before = proveEgress(topo, false);
     const wrongBefore = before.filter((p) => !p.ok).length;
     console.log(`  → ${wrongBefore} of ${before.length} source addresses do NOT use their own interface: ` +
       'the lowest-metric default route (wan1) wins for every source.');
@@ -135,7 +142,7 @@ async function main(): Promise<number> {
     showState(topo);
 
     heading('With dynmhs: where do packets from each source address go?');
-    const withD = pingAll(topo, true);
+    const withD = proveEgress(topo, true);
     const good = withD.filter((p) => p.ok).length;
     console.log(`  → ${good} of ${withD.length} source addresses leave through their own interface.`);
 

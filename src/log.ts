@@ -43,8 +43,8 @@ export interface LoggerOptions {
   /**
    * Messages below warning wait in a queue, with their time, until this settles; then
    * winston is loaded and writes them. A warning or worse, close() and process exit end
-   * the wait early. Loading winston takes ~35 ms, which the daemon's start-up (the first
-   * pass over what may be 10,000s of routes) should not wait for. Default: no wait.
+   * the wait early. Loading winston takes tens of milliseconds, which the daemon's start-up
+   * (the first pass over what may be 10,000s of routes) should not wait for. Default: no wait.
    */
   readonly queueUntil?: Promise<unknown>;
 }

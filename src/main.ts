@@ -5,14 +5,12 @@
 // line (the installed wrapper, the tests, the benchmarks). Start-up keeps every route of
 // the kernel's dump, and every copy of it, alive: in V8's default young generation, which
 // starts at 1 MB, each of these objects is copied by a scavenge and again on promotion.
-// A fixed 32 MB young generation holds the start-up pass of 10,000 routes: measured, a
-// cold pass 105 -> 75 ms and start-up 310 -> 258 ms (medians), with the same resident
-// memory once settled (72 MB with 10,000 routes mirrored; peak 136 MB instead of 108).
+// A fixed 32 MB young generation holds the start-up pass of 10,000 routes, and costs no
+// resident memory once settled, only a higher start-up peak.
 // The daemon's hot code runs cold at its first burst or start-up, and V8 compiles it on
 // the other core meanwhile: on a two-core host that competes with the writer of the
 // burst. Inlining less (200 bytes of bytecode per function, V8's default is 920) makes
-// those compilations smaller: measured, burst 241/266/281 -> 232/254/259 ms and start-up
-// 236 -> 227 ms (medians of 5, interleaved).
+// those compilations smaller. The figures: docs/performance.md.
 import { EXIT, exitCodeOf, parseCommandLine } from './config/parse';
 import type { Config } from './config/types';
 import { Daemon } from './daemon';

@@ -19,8 +19,8 @@ const NETLINK_ROUTE = 0;
  * A datagram ends after the message that takes it past this size: ~900 IPv4 routes.
  * Fewer, larger datagrams keep the kernel busy without the event loop: each one costs a
  * round trip through it (the worker's callback, the acknowledgement, encoding the next),
- * and in a burst the event loop is busy with the burst's events. Measured, 10,000 routes
- * in a burst: 128 messages per datagram 215 ms, 512 200 ms, 2,048 199 ms (medians of 8).
+ * and in a burst the event loop is busy with the burst's events (docs/performance.md
+ * compares datagram sizes).
  */
 const DATAGRAM_BYTES = 64 * 1024;
 /**

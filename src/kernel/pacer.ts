@@ -1,8 +1,8 @@
 // Interrupt mitigation for the monitor socket. A stream of events (an `ip -batch` of
 // 10,000 routes is 10,000 datagrams) read as it comes costs a wake-up of this thread
-// per event, paid by the writer's system call, and a read and a callback each here:
-// measured, a listener that read every route event at once slowed `ip -batch` of
-// 10,000 routes from ~120 to ~165 ms, one that read every 2 ms to ~123 ms. So once a
+// per event, paid by the writer's system call, and a read and a callback each here (a
+// listener reading every event at once slows the writer markedly, one reading every
+// few milliseconds hardly: docs/performance.md). So once a
 // read brings a stream's worth of messages, the reader stops watching the socket for a
 // moment between reads and each read takes the whole backlog. When the stream is over
 // it reads each event at once again: a lone change is never delayed.

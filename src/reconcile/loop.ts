@@ -19,9 +19,8 @@ const RETRY_MAX_MS = 30_000;
  * A full pass that computed for less than this never waits for a burst to end. A
  * route-only pass counts as free: it costs in proportion to the changes it looks at, and the
  * monitor reads a stream in batches (kernel/pacer.ts), so keeping up with an `ip -batch`
- * costs no more passes than there are batches. Measured with both, a 10,000-route burst
- * converged in 233-266 ms keeping up and 254-310 ms waiting for its end (medians of 5
- * runs, interleaved, over two rounds: 241/266 against 274).
+ * costs no more passes than there are batches, and keeping up with a burst converges
+ * sooner than waiting for its end (docs/performance.md).
  */
 const HOLD_THRESHOLD_MS = 0.5;
 /** Changes closer together than this are one burst. */

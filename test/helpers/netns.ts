@@ -13,8 +13,18 @@
 //
 // Everything is created inside namespaces this process made; only those are ever deleted.
 // The host's own network is never touched: every `ip` call carries `-n <our namespace>`.
+//
+// Building it needs iproute2 and /bin/sh only (sysctls are written to /proc/sys). Traffic
+// proof comes two ways: egressOf() (the demo's), a UDP probe in Node with the uplinks'
+// packet counters, which needs nothing more; and pathOf() (the tests'), ping with nftables
+// counters of echo requests, which needs iputils-ping and nftables (`npm test` installs them,
+// scripts/test-prerequisites.sh).
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { EgressResult } from './egress-probe';
 
 export type Fam = 4 | 6;
 
@@ -99,6 +109,20 @@ export function netnsSkipReason(): string | undefined {
   return undefined;
 }
 
+/**
+ * Set `key=value` sysctls (dotted names) inside namespace `ns` by writing /proc/sys, which
+ * shows the writer's own network namespace: no procps needed.
+ */
+export function writeSysctls(ns: string, settings: readonly string[]): void {
+  const paths = settings.map((setting) => {
+    const eq = setting.indexOf('=');
+    if (eq <= 0) throw new Error(`bad sysctl setting ${JSON.stringify(setting)}`);
+    return `/proc/sys/${setting.slice(0, eq).replaceAll('.', '/')}=${setting.slice(eq + 1)}`;
+  });
+  run('ip', ['netns', 'exec', ns, '/bin/sh', '-c',
+    'for s do printf "%s\\n" "${s#*=}" > "${s%%=*}" || exit 1; done', 'sh', ...paths]);
+}
+
 // ---- ownership of what we create: the only namespaces we ever delete ----
 const createdNamespaces = new Set<string>();
 let exitHookInstalled = false;
@@ -146,6 +170,7 @@ export class Topology {
   readonly isp2: string;
   readonly inet: string;
   private destroyed = false;
+  private egressServer: ChildProcess | undefined;
 
   private constructor(prefix: string) {
     this.prefix = prefix;
@@ -198,7 +223,7 @@ export class Topology {
         // IPv6 addresses survive link down, like IPv4 ones (tests re-add routes, not addresses).
         sysctls.push('net.ipv6.conf.all.keep_addr_on_down=1', 'net.ipv6.conf.default.keep_addr_on_down=1');
       }
-      run('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', ...sysctls]);
+      writeSysctls(ns, sysctls);
     }
     // Links (created from the host and the ISPs, peers moved at creation).
     this.batch(this.host, [
@@ -337,7 +362,52 @@ export class Topology {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.stopEgressServer();
     for (const ns of this.namespaces) deleteNamespace(ns);
+  }
+
+  // ---- traffic proof without nftables or ping (the demo's; see egress-probe.ts) ----
+
+  /** Start the UDP echo server of egress-probe.ts in the internet namespace. */
+  async startEgressServer(): Promise<void> {
+    if (this.egressServer) return;
+    const child = spawn('ip', ['netns', 'exec', this.inet, process.execPath, EGRESS_PROBE, 'serve', String(EGRESS_PORT)],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.egressServer = child;
+    let output = '';
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => { output += s; });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`egress probe server not ready after 10 s: ${output}`)), 10_000);
+      child.stdout!.setEncoding('utf8').on('data', (s: string) => {
+        if (s.includes('ready')) { clearTimeout(timer); resolve(); }
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`egress probe server exited (${code ?? signal}): ${output}`));
+      });
+    });
+  }
+
+  stopEgressServer(): void {
+    const child = this.egressServer;
+    this.egressServer = undefined;
+    if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+      try { process.kill(child.pid, 'SIGTERM'); } catch { /* gone */ }
+    }
+  }
+
+  /**
+   * From each source address of the host, send `count` UDP datagrams to the internet
+   * server, one at a time, and count the packets each host interface sent meanwhile.
+   */
+  egressOf(sources: readonly string[], count = 5, ifNames: readonly string[] = ['wan1', 'wan2']): EgressPath[] {
+    if (!this.egressServer) throw new Error('startEgressServer() first');
+    const out = run('ip', ['netns', 'exec', this.host, process.execPath, EGRESS_PROBE, 'send',
+      SERVER4, SERVER6, String(EGRESS_PORT), String(count), ifNames.join(','), ...sources]);
+    return out.trim().split('\n').map((line) => {
+      const r = JSON.parse(line) as EgressResult;
+      return { ...r, via: egressInterfaces(r) };
+    });
   }
 
   // ---- traffic proof (see the functions below; these work on the host namespace) ----
@@ -361,6 +431,23 @@ export class Topology {
   pathOf(source: string, count = 3): EchoPath {
     return echoPathOf(this.host, source, count);
   }
+}
+
+/** dist/test/helpers/egress-probe.js, next to this file once compiled. */
+export const EGRESS_PROBE = join(__dirname, 'egress-probe.js');
+const EGRESS_PORT = 9749;
+
+export interface EgressPath extends EgressResult {
+  /** The interfaces that sent at least one packet per datagram (the probe's own). */
+  readonly via: string[];
+}
+
+/**
+ * Where the datagrams left: an interface counts when it sent at least as many packets as
+ * datagrams were sent; fewer are the kernel's own chatter (neighbour discovery, ARP).
+ */
+export function egressInterfaces(r: EgressResult): string[] {
+  return Object.entries(r.txPackets).filter(([, n]) => n >= r.sent).map(([name]) => name);
 }
 
 // ---- traffic proof, in any namespace ----
@@ -388,7 +475,14 @@ export function installEchoCounters(ns: string, ifNames: readonly string[] = ['w
     '  }',
     '}',
   ].join('\n');
-  run('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], ruleset + '\n');
+  // From a file: nftables 1.0.9 (Ubuntu 24.04) refuses `-f -` from a pipe ("Not a regular file").
+  const dir = mkdtempSync(join(tmpdir(), `dynmhs-nft-${process.pid}-`));
+  try {
+    writeFileSync(join(dir, 'counters.nft'), ruleset + '\n');
+    run('ip', ['netns', 'exec', ns, 'nft', '-f', join(dir, 'counters.nft')]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export function resetEchoCounters(ns: string): void {

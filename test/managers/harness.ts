@@ -359,7 +359,7 @@ export class Testbed {
   async startNetworkManager(): Promise<Proc> {
     if (this.nm?.alive) return this.nm;
     const d = this.nmStateDir;
-    for (const sub of ['etc/conf.d', 'etc/system-connections', 'etc/dispatcher.d', 'varlib', 'run']) mkdirSync(join(d, sub), { recursive: true });
+    for (const sub of ['etc/conf.d', 'etc/system-connections', 'etc/dispatcher.d', 'varlib', 'run', 'netplan']) mkdirSync(join(d, sub), { recursive: true });
     chmodSync(join(d, 'etc/system-connections'), 0o700);
     writeFileSync(join(d, 'etc/NetworkManager.conf'), [
       '[main]', 'plugins=keyfile',
@@ -384,6 +384,9 @@ export class Testbed {
       'mount -n --bind "$1/etc" /etc/NetworkManager',
       'mount -n --bind "$1/varlib" /var/lib/NetworkManager',
       'mount -n --bind "$1/machine-id" /etc/machine-id',
+      // Ubuntu's NetworkManager stores every profile as netplan YAML in /etc/netplan as well:
+      // a private one, so that nothing of the testbed reaches the machine's network config
+      'if [ -d /etc/netplan ]; then mount -n --bind "$1/netplan" /etc/netplan; fi',
       `exec ${NM_BINARY} --debug --pid-file=/run/NetworkManager/NetworkManager.pid`,
     ].join('\n');
     // every step exec()s, so the PID is NetworkManager's own
@@ -435,6 +438,9 @@ export class Testbed {
     mkdirSync(join(d, 'etc-network'), { recursive: true });
     mkdirSync(join(d, 'run-systemd', 'networkd.conf.d'), { recursive: true });
     writeFileSync(join(d, 'machine-id'), '6e64686f737400000000000000000002\n');
+    // networkd waits for udev to initialize each link unless it runs in a container: upstream
+    // tells by a read-only /sys (below), Ubuntu's systemd 255 by /run/systemd/container.
+    writeFileSync(join(d, 'run-systemd', 'container'), 'dynmhs-testbed\n');
     for (const i of [1, 2]) {
       writeFileSync(join(d, 'etc-network', `10-wan${i}.network`), [
         '[Match]', `Name=wan${i}`, '', '[Network]', 'DHCP=ipv4', 'IPv6AcceptRA=yes', '',
