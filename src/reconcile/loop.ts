@@ -341,6 +341,15 @@ export class Reconciler {
     /** Failures worth a retry on a timer: transient ones, and refusals while things change. */
     let retry = false;
     const failedNetworks = new Set<string>();
+    // Link state as the events read during the apply left it: a flap's down often arrives then.
+    let linksNow: Observed['links'] | undefined;
+    const linkDown = (op: Operation): boolean => {
+      if (!('route' in op)) return false;
+      linksNow ??= kernel.observed().links;
+      const links = linksNow;
+      const oifs = op.route.nexthops?.map((hop) => hop.oif) ?? (op.route.oif !== undefined ? [op.route.oif] : []);
+      return oifs.length > 0 && oifs.every((oif) => links.get(oif)?.up !== true);
+    };
     results.forEach((result, i) => {
       const op = operations[i];
       if (result.ok) {
@@ -352,7 +361,7 @@ export class Reconciler {
       failed++;
       missing.add(key);
       if (op.network !== undefined) failedNetworks.add(op.network);
-      if (this.refusals.failed(op, key, result.code ?? 'unknown error', () => describeOperation(op, device), log)) retry = true;
+      if (this.refusals.failed(op, key, result.code ?? 'unknown error', () => describeOperation(op, device), log, linkDown(op))) retry = true;
     });
     this.refusals.reportExpected(log);
     if (this.refusals.size > 0) for (const network of this.refusals.networksWaiting()) failedNetworks.add(network);

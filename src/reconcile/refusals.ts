@@ -84,9 +84,15 @@ export class Refusals {
   }
 
   /** The kernel refused the operation (not a transient failure). */
-  private refusedNow(key: string, network: string | undefined): { verdict: Verdict; report: boolean } {
+  private refusedNow(key: string, network: string | undefined, linkDown: boolean): { verdict: Verdict; report: boolean } {
     const generation = this.generationOf(network);
     const before = this.refused.get(key);
+    if (linkDown) {
+      // Its link is down: the refusal says nothing new, and the link coming up is a change
+      // that brings the next try. Waits like a reported refusal, without a report.
+      this.refused.set(key, { network, generation, reported: true });
+      return { verdict: 'moving', report: false };
+    }
     if (before !== undefined && before.generation === generation) {
       const report = !before.reported;
       before.reported = true;
@@ -99,19 +105,20 @@ export class Refusals {
   /**
    * Accounts for a failed operation and logs what a user should see of it. True when it
    * is worth a retry on a timer: a transient failure (logged as an error), or a refusal
-   * that may be a change under way.
+   * that may be a change under way. `linkDown`: the link the operation goes through is
+   * down or gone by now, as far as the cache knows after the apply.
    */
-  failed(op: Operation, key: string, code: string, describe: () => string, log: Logger): boolean {
+  failed(op: Operation, key: string, code: string, describe: () => string, log: Logger, linkDown = false): boolean {
     if (op.kind === 'delete-route' || op.kind === 'delete-rule' || isTransient(code)) {
       log.error(`${describe()} failed: ${code}; retrying with backoff`);
       return true;
     }
-    const { verdict, report } = this.refusedNow(key, op.network);
+    const { verdict, report } = this.refusedNow(key, op.network, linkDown);
     if (verdict === 'moving') {
       const tally = this.expected.get(code) ?? { count: 0, example: describe() };
       tally.count++;
       this.expected.set(code, tally);
-      return true;
+      return !linkDown;
     }
     if (report) {
       log.warning(`${describe()}: refused by the kernel (${refusalReason(code)}); `

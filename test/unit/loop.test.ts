@@ -168,6 +168,31 @@ test('a copy the kernel refuses while nothing changes is reported once as a warn
   assert.equal(log.lines.filter((l) => /^(warning|error):/.test(l)).length, 1);
 });
 
+test('a copy refused because its link went down meanwhile is neither reported nor retried on a timer, and goes in when the link is up', async () => {
+  const { kernel, loop, clock, log } = setup();
+  let downed = false;
+  // The link goes down while the pass's operations are on their way (its event is read during the apply).
+  kernel.failWith((op) => {
+    if (op.kind !== 'add-route') return false;
+    if (!downed) { downed = true; kernel.addLink({ ...WAN1, up: false }); }
+    return true;
+  }, 'ENETDOWN', 1000);
+  await loop.idle();
+  assert.ok(downed);
+  assert.deepEqual(log.lines.filter((l) => /^(warning|error):/.test(l)), [], log.lines.join('\n'));
+  assert.deepEqual(clock.pending(), [], 'the link coming up brings the next try, not a timer');
+  clock.advance(60_000);
+  await loop.idle();
+  assert.deepEqual(log.lines.filter((l) => /^(warning|error):/.test(l)), []);
+
+  kernel.clearFailures();
+  kernel.addLink(WAN1);
+  kernel.addRoute(mainDefault); // as a manager puts it back (the kernel flushed it with the link)
+  await loop.idle();
+  assert.ok(kernel.hasRoute(ours(mainDefault, 2000)), 'the copy arrives once the link is up');
+  assert.deepEqual(log.lines.filter((l) => /^(warning|error):/.test(l)), []);
+});
+
 test('an interface that goes away takes its rules and routes with it', async () => {
   const { kernel, loop } = setup();
   await loop.idle();
