@@ -46,3 +46,18 @@ export class ValueError extends Error {
     this.name = 'ValueError';
   }
 }
+
+/** The most of a user's value a message shows: a 1 MiB line must not come back whole. */
+export const SHOWN_MAX = 64;
+
+/** For messages: control characters shown as \xNN, cut to SHOWN_MAX characters. */
+export function printable(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  const shown = value.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return shown.length > SHOWN_MAX ? `${shown.slice(0, SHOWN_MAX)}…` : shown;
+}
+
+/** A user's value in a message: printable() in double quotes. */
+export function quoted(value: string): string {
+  return `"${printable(value)}"`;
+}

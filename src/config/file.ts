@@ -17,7 +17,7 @@
 //   keeps its '#'), with trailing blanks removed.
 // - The file must be UTF-8 text: a NUL byte or invalid UTF-8 is reported with its line.
 import * as fs from 'node:fs';
-import { ConfigFileError } from './errors';
+import { ConfigFileError, quoted } from './errors';
 
 export interface FileEntry {
   readonly key: string;
@@ -87,11 +87,11 @@ function parseLine(where: string, text: string): { key: string; value: string } 
   if (trimmed === '' || trimmed.startsWith('#')) return undefined;
   const eq = text.indexOf('=');
   if (eq < 0) {
-    throw new ConfigFileError(`${where}: "${trimmed}" is not a KEY=VALUE line; expected e.g. NETWORK="eth0:2000"`);
+    throw new ConfigFileError(`${where}: ${quoted(trimmed)} is not a KEY=VALUE line; expected e.g. NETWORK="eth0:2000"`);
   }
   const key = text.slice(0, eq).trim();
   if (!KEY.test(key)) {
-    throw new ConfigFileError(`${where}: "${key}" is not a valid key; expected KEY=VALUE with KEY such as NETWORK or LOGLEVEL`);
+    throw new ConfigFileError(`${where}: ${quoted(key)} is not a valid key; expected KEY=VALUE with KEY such as NETWORK or LOGLEVEL`);
   }
   return { key, value: parseValue(where, key, text.slice(eq + 1).replace(/^\s+/, '')) };
 }
@@ -119,7 +119,7 @@ function parseValue(where: string, key: string, text: string): string {
   }
   const rest = text.slice(i + 1).trim();
   if (rest !== '' && !rest.startsWith('#')) {
-    throw new ConfigFileError(`${where}: ${key}: unexpected "${rest}" after the closing ${quote}; expected only a "# comment" there`);
+    throw new ConfigFileError(`${where}: ${key}: unexpected ${quoted(rest)} after the closing ${quote}; expected only a "# comment" there`);
   }
   return value;
 }

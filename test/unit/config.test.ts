@@ -156,7 +156,7 @@ describe('bad mappings on the command line', () => {
   });
   for (const name of ['abcdefghijklmnop', 'a/b', '.', '..', 'et h0', 'eth0\t', 'ab\u00e9cdefghijklmn']) {
     it(`rejects the invalid Linux interface name ${JSON.stringify(name)}`, () => {
-      usage(['-N', `${name}:2000`], `-N "${name}:2000"`, 'interface name');
+      usage(['-N', `${name}:2000`], `-N "${name.replace('\t', '\\x09')}:2000"`, 'interface name');
     });
   }
   it('rejects the same interface twice, naming both places', () => {
@@ -639,5 +639,45 @@ describe('re-reading on SIGHUP', () => {
     assert.equal(reread.logLevel, 0);
     fs.writeFileSync(file, 'NETWORK=a:x\n');
     configError(argv, `${file}:1`);
+  });
+});
+
+describe('messages quote at most a short prefix of a value', () => {
+  const MiB = 1024 * 1024;
+  const huge = 'x'.repeat(MiB);
+  /** Well above what any message needs for its own words, far below the value's size. */
+  const BOUND = 500;
+  const DAEMON = path.join(__dirname, '..', '..', 'src', 'main.js');
+
+  it('a 1 MiB config line: the message names file:line and shows a prefix only', () => {
+    const lines = [
+      `NETWORK="${huge}:2000"`, `NETWORK=eth0:${'9'.repeat(MiB)}`, `NETWORK="type:${huge}!:2000"`,
+      huge, `${huge}=1`, `X${huge}=1`, `LOGLEVEL="2" ${huge}`, `SOURCE=${huge}`,
+    ];
+    for (const line of lines) {
+      const file = writeConfig(`LOGLEVEL=2\n${line}\n`);
+      const message = configError(['-C', file], `${file}:2: `);
+      assert.ok(message.length < BOUND, `${message.length} characters for a line of ${line.length}: ${message.slice(0, 300)}`);
+      assert.ok(message.includes('xxx…') || message.includes('999…'), message.slice(0, 300));
+    }
+  });
+
+  it('long command-line arguments: the message names the option and shows a prefix only', () => {
+    const long = 'y'.repeat(100_000);
+    for (const argv of [['--network', `${long}:2000`], ['-N', `eth0:${'7'.repeat(100_000)}`], [`--${long}`], [`--no-dbus=${long}`],
+      [long], ['--', long], ['--loglevel', long], ['--include', `id:${long}:x`], ['--source', long], [`-L${long}`]]) {
+      const message = usage(argv);
+      assert.ok(message.length < BOUND, `${message.length} characters for ${argv[0].slice(0, 20)}: ${message.slice(0, 300)}`);
+    }
+  });
+
+  it("the daemon's own stderr stays short, for a file and for an argument", () => {
+    const file = writeConfig(`NETWORK="${huge}:2000"\n`);
+    for (const argv of [['--config', file, '--no-dbus'], ['--network', `${'z'.repeat(100_000)}:2000`, '--no-dbus']]) {
+      const child = spawnSync(process.execPath, [DAEMON, ...argv], { encoding: 'utf8', maxBuffer: 8 * MiB });
+      assert.equal(child.status, argv[0] === '--config' ? EXIT.CONFIG : EXIT.USAGE, child.stderr.slice(0, 300));
+      assert.ok(child.stderr.length < BOUND, `${child.stderr.length} bytes of stderr: ${child.stderr.slice(0, 300)}`);
+      if (argv[0] === '--config') assert.ok(child.stderr.includes(`${file}:1: `), child.stderr);
+    }
   });
 });
