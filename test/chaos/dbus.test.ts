@@ -6,7 +6,7 @@
 // bounded length), the daemon must stay up, and a rejected call must change nothing:
 // the kernel's rules and routes (every table) and Describe() are compared before/after.
 //
-// Replay: DYNMHS_CHAOS_SEED=<seed printed>. Random calls: 4 × DYNMHS_CHAOS_ITERATIONS (default 240).
+// Replay: DYNMHS_CHAOS_SEED=<seed printed>. Random calls: 2 × DYNMHS_CHAOS_ITERATIONS (default 240).
 // Needs root: namespaces, polkitd, callers as uid nobody via setpriv.
 
 import assert from 'node:assert/strict';
@@ -24,7 +24,7 @@ import { chaosIterations, chaosSeed, Random } from './random';
 
 const skip = netnsSkipReason();
 const SEED = chaosSeed();
-const RANDOM_CALLS = 4 * chaosIterations(60);
+const RANDOM_CALLS = 2 * chaosIterations();
 const NOBODY = 65534;
 
 const M = '/no/nntb/DynMHS';

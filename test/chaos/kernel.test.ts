@@ -22,7 +22,7 @@ import { chaosIterations, chaosSeed, Random, stats } from './random';
 
 const skip = netnsSkipReason();
 const SEED = chaosSeed();
-const ITERATIONS = chaosIterations(120);
+const ITERATIONS = chaosIterations();
 /** How long the fighter keeps deleting: long enough to see the backoff after the free restores. */
 const FIGHT_MS = 6000;
 

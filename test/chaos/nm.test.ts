@@ -7,7 +7,7 @@
 // for connections that are down, and the foreign entries are intact. The last SIGTERM
 // must leave nothing of protocol 249 behind.
 //
-// Replay: DYNMHS_CHAOS_SEED=<seed printed>. Steps: DYNMHS_CHAOS_ITERATIONS / 8 (default 8).
+// Replay: DYNMHS_CHAOS_SEED=<seed printed>. Steps: DYNMHS_CHAOS_ITERATIONS / 8 (default 15).
 // Needs root: namespaces, NetworkManager, dnsmasq (test/managers/harness.ts).
 
 import assert from 'node:assert/strict';
@@ -25,7 +25,7 @@ import { chaosIterations, chaosSeed, Random, stats } from './random';
 
 const skip = skipReason();
 const SEED = chaosSeed();
-const STEPS = Math.max(2, Math.ceil(chaosIterations(60) / 8));
+const STEPS = Math.max(2, Math.ceil(chaosIterations() / 8));
 
 const PLANTED_MAIN = '198.51.100.0/24';
 const planted = (_family: Family, route: Record<string, unknown>): boolean =>

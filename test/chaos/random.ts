@@ -15,8 +15,14 @@ export function chaosSeed(): number {
   return value;
 }
 
+/**
+ * The size of a chaos run. The kernel suite makes this many random changes, the
+ * NetworkManager suite one step per 8 of them, the D-Bus suite two random calls per one.
+ */
+export const DEFAULT_ITERATIONS = 120;
+
 /** DYNMHS_CHAOS_ITERATIONS when set (a positive integer), else `fallback`. */
-export function chaosIterations(fallback: number): number {
+export function chaosIterations(fallback = DEFAULT_ITERATIONS): number {
   const text = process.env.DYNMHS_CHAOS_ITERATIONS;
   if (text === undefined || text.trim() === '') return fallback;
   const value = Number(text.trim());
