@@ -107,6 +107,10 @@ describe('the chaos checker on hand-written dumps', () => {
     assert.match(check(dump({ rules4: [...rules4, { priority: 2000, src: '169.254.7.7', table: '2000', protocol: '249' }] }), NETS, { planted }).join('\n'), /169\.254/);
     assert.match(check(dump({ rules6: [...rules6, { priority: 2000, src: 'fe80::99', table: '2000', protocol: '249' }] }), NETS, { planted }).join('\n'), /fe80::99/);
     assert.match(check(dump({ rules4: [...rules4.filter((r) => r.src !== '10.102.0.2'), { priority: 3000, src: '10.102.0.2', table: '3000', protocol: '249', iif: 'wan2' }] }), NETS, { planted }).join('\n'), /iif/);
+    // an address on a link twice (two prefix lengths) has one rule
+    const twice = links.map((l) => (l.ifname === 'wan2'
+      ? { ...l, addr_info: [...(l.addr_info as Json[]), { family: 'inet', local: '10.102.0.2', prefixlen: 32, scope: 'global' }] } : l));
+    assert.deepEqual(check(dump({ links: twice }), NETS, { planted }), []);
     // an interface that is gone takes its rules with it
     assert.match(check(dump({ links: links.filter((l) => l.ifname !== 'wan2') }), NETS, { planted }).join('\n'), /rules extra.*3000/);
   });

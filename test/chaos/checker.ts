@@ -165,7 +165,8 @@ export interface Expected {
 /** What the networks call for, worked out from the kernel's own main table, links and addresses. */
 export function expectedState(dump: KernelDump, nets: readonly Network[]): Expected {
   const routes: string[] = [];
-  const rules: string[] = [];
+  // One rule per address, though an address may be on a link twice (10.150.0.12/24 and /32).
+  const rules = new Set<string>();
   const heldByForeign: string[] = [];
   for (const family of [4, 6] as const) {
     const all = dump.routes[family];
@@ -176,7 +177,7 @@ export function expectedState(dump: KernelDump, nets: readonly Network[]): Expec
       if (addresses === undefined) continue;
       for (const a of addresses) {
         if ((a.family === 'inet') !== (family === 4) || !getsRule(a)) continue;
-        rules.push(`v${family} rule ${net.table}: from ${a.local}/${family === 4 ? 32 : 128} lookup ${net.table}`);
+        rules.add(`v${family} rule ${net.table}: from ${a.local}/${family === 4 ? 32 : 128} lookup ${net.table}`);
       }
       for (const route of main) {
         const copy = copyOf(family, route, net);
@@ -186,7 +187,7 @@ export function expectedState(dump: KernelDump, nets: readonly Network[]): Expec
       }
     }
   }
-  return { routes: routes.sort(), rules: rules.sort(), heldByForeign: heldByForeign.sort() };
+  return { routes: routes.sort(), rules: [...rules].sort(), heldByForeign: heldByForeign.sort() };
 }
 
 /** Entries of protocol 249 in the dump, as text; `keep` excuses main-table routes someone else made with that number. */

@@ -9,6 +9,7 @@
 // Needs root (network namespaces; the daemon runs only inside them).
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -117,7 +118,7 @@ describe('chaos on the real kernel: churn, SIGKILL, SIGTERM, a fighter', { skip,
     let step = 0;
     const fail = (message: string): never => {
       const tail = daemon ? daemon.output().split('\n').slice(-40).join('\n') : '(no daemon)';
-      assert.fail(`seed ${SEED}, step ${step}: ${message}\n--- last actions ---\n${churn.history.slice(-15).join('\n')}`
+      assert.fail(`seed ${SEED}, step ${step}: ${message}\n--- last actions ---\n${churn.history.slice(-25).join('\n')}`
         + `\n--- daemon log (tail) ---\n${tail}\n(replay: DYNMHS_CHAOS_SEED=${SEED} DYNMHS_CHAOS_ITERATIONS=${ITERATIONS})`);
     };
     /** Polls the checker until the kernel is exactly right; returns how long that took. */
@@ -129,7 +130,11 @@ describe('chaos on the real kernel: churn, SIGKILL, SIGTERM, a fighter', { skip,
         problems = check(dumpKernel(ns), NETS, { foreign, planted });
         const elapsed = performance.now() - begin;
         if (problems.length === 0) return elapsed;
-        if (elapsed > deadlineMs) fail(`not converged ${deadlineMs} ms after "${what}":\n${problems.join('\n')}`);
+        if (elapsed > deadlineMs) {
+          const addresses = spawnSync('ip', ['-n', ns, '-br', 'addr'], { encoding: 'utf8' }).stdout;
+          const rules = spawnSync('ip', ['-n', ns, 'rule'], { encoding: 'utf8' }).stdout;
+          fail(`not converged ${deadlineMs} ms after "${what}":\n${problems.join('\n')}\n--- addresses ---\n${addresses}--- rules ---\n${rules}`);
+        }
         await sleep(10);
       }
     };
