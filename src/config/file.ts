@@ -17,7 +17,7 @@
 //   keeps its '#'), with trailing blanks removed.
 // - The file must be UTF-8 text: a NUL byte or invalid UTF-8 is reported with its line.
 import * as fs from 'node:fs';
-import { ConfigFileError, quoted } from './errors';
+import { ConfigFileError, PATH_SHOWN_MAX, printable, quoted } from './errors';
 
 export interface FileEntry {
   readonly key: string;
@@ -35,6 +35,7 @@ function describeReadError(error: NodeJS.ErrnoException): string {
     case 'EISDIR': return 'is a directory (EISDIR); expected a config file';
     case 'ENOTDIR': return 'a component of the path is not a directory (ENOTDIR); check the --config path';
     case 'ELOOP': return 'too many symbolic links (ELOOP)';
+    case 'ENAMETOOLONG': return 'the path is too long (ENAMETOOLONG)';
     default: return `${error.message}`;
   }
 }
@@ -49,7 +50,7 @@ export function readConfigFile(file: string): FileEntry[] {
     if (!stat.isFile()) throw Object.assign(new Error('not a regular file; expected a config file'), { code: 'ENOTREG' });
     content = fs.readFileSync(file);
   } catch (error) {
-    throw new ConfigFileError(`${file}: cannot read config file: ${describeReadError(error as NodeJS.ErrnoException)}`);
+    throw new ConfigFileError(`${printable(file, PATH_SHOWN_MAX)}: cannot read config file: ${describeReadError(error as NodeJS.ErrnoException)}`);
   }
   return parseConfigText(file, content);
 }

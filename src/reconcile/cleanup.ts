@@ -5,7 +5,7 @@
 import { routeKey } from '../keys';
 import type { Kernel } from '../kernel/types';
 import type { Logger } from '../log';
-import type { Observed } from '../model';
+import type { Observed, Route, Rule } from '../model';
 import { describeRoute, describeRule } from '../describe';
 import { desiredOf } from '../policy/derive';
 import { diff } from './diff';
@@ -25,7 +25,7 @@ export async function removeEverythingOurs(kernel: Kernel, log: Logger): Promise
   let rules = 0;
   let routes = 0;
   for (let round = 1; ; round++) {
-    const fresh = await kernel.dumpRoutesAndRules();
+    const fresh = await freshOrCached(kernel, log);
     const observed: Observed = {
       links: new Map(), addresses: [], routes: fresh.routes, rules: fresh.rules,
       routesByKey: new Map(fresh.routes.map((route) => [routeKey(route), route])),
@@ -44,5 +44,16 @@ export async function removeEverythingOurs(kernel: Kernel, log: Logger): Promise
       if (!result.ok) return;
       if (operations[i].kind === 'delete-rule') rules++; else routes++;
     });
+  }
+}
+
+/** A fresh dump; if the kernel will not give one, what the cache shows is the best there is. */
+async function freshOrCached(kernel: Kernel, log: Logger): Promise<{ readonly routes: readonly Route[]; readonly rules: readonly Rule[] }> {
+  try {
+    return await kernel.dumpRoutesAndRules();
+  } catch (error) {
+    log.warning(`Cannot re-read routes and rules for the clean-up (${(error as Error).message}); removing what was last seen instead`);
+    const { routes, rules } = kernel.observed();
+    return { routes, rules };
   }
 }

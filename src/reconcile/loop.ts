@@ -344,18 +344,19 @@ export class Reconciler {
     const failedNetworks = new Set<string>();
     results.forEach((result, i) => {
       const op = operations[i];
-      const key = operationKey(op);
       if (result.ok) {
-        if (this.refusals.size > 0) this.refusals.succeeded(key);
+        if (this.refusals.size > 0) this.refusals.succeeded(operationKey(op));
         if (op.kind.startsWith('delete')) removed++; else added++;
         return;
       }
+      const key = operationKey(op);
       failed++;
       missing.add(key);
       if (op.network !== undefined) failedNetworks.add(op.network);
       if (this.refusals.failed(op, key, result.code ?? 'unknown error', () => describeOperation(op, device), log)) retry = true;
     });
     this.refusals.reportExpected(log);
+    if (this.refusals.size > 0) for (const network of this.refusals.networksWaiting()) failedNetworks.add(network);
 
     this.installed = { routes: desiredRoutes, rules: rules !== undefined ? new Set(rules.map(ruleKey)) : this.installed.rules, missing };
 

@@ -3,7 +3,8 @@
 // caused it brings a pass of its own: nothing to alarm anyone about. A copy it refuses
 // again although nothing about its network changed in between will not go in by trying
 // harder (an IPv6 gateway no longer on the link): say so once, with the kernel's reason,
-// and try again only when that network's link, addresses or routes change.
+// and try again only when routes via that network's link change, or any link, address
+// or rule does (the cache reports those without saying which network they touch).
 import type { Logger } from '../log';
 import type { Operation, Route } from '../model';
 
@@ -31,6 +32,7 @@ export function isTransient(code: string): boolean {
 }
 
 interface Refusal {
+  readonly network: string | undefined;
   /** The generation of its network when it was last refused. */
   generation: number;
   reported: boolean;
@@ -43,8 +45,9 @@ export type Verdict =
   | 'refused';
 
 export class Refusals {
-  /** Per network (interface name): counts the passes that saw its link, addresses or routes change. */
+  /** Per network (interface name): counts the passes that saw routes via its link change. */
   private readonly generations = new Map<string, number>();
+  /** Counts the passes that saw links, addresses or rules change, or a re-dump: every network's generation moves with it. */
   private everything = 0;
   private readonly refused = new Map<string, Refusal>();
   /** This pass's expected refusals by errno name, for one debug line. */
@@ -89,7 +92,7 @@ export class Refusals {
       before.reported = true;
       return { verdict: 'refused', report };
     }
-    this.refused.set(key, { generation, reported: before?.reported ?? false });
+    this.refused.set(key, { network, generation, reported: before?.reported ?? false });
     return { verdict: 'moving', report: false };
   }
 
@@ -122,6 +125,13 @@ export class Refusals {
     if (this.expected.size === 0) return;
     log.debug(`The kernel refused ${[...this.expected].map(([code, t]) => `${t.count} with ${code} (e.g. ${t.example})`).join(', ')}; trying again`);
     this.expected = new Map();
+  }
+
+  /** Networks with a copy the kernel refuses and that waits for a change: not all there (status "degraded"). */
+  networksWaiting(): Set<string> {
+    const networks = new Set<string>();
+    for (const refusal of this.refused.values()) if (refusal.reported && refusal.network !== undefined) networks.add(refusal.network);
+    return networks;
   }
 
   succeeded(key: string): void {

@@ -89,3 +89,14 @@ test('clean-up retries what stays, a bounded number of times, and says what is l
   assert.equal(kernel.applied.length, 3, 'three attempts');
   assert.ok(log.lines.some((l) => l.startsWith('warning:') && l.includes('from 10.1.0.2 lookup 2000')), log.lines.join('\n'));
 });
+
+test('clean-up falls back to what the cache shows when the kernel will not dump', async () => {
+  const kernel = new FakeKernel();
+  kernel.addLink(WAN1);
+  kernel.addRule(rule('10.1.0.2', 2000));
+  kernel.dumpRoutesAndRules = () => Promise.reject(new Error('no end of the routes dump after 30000 ms'));
+  const log = recordingLogger();
+  assert.deepEqual(await removeEverythingOurs(kernel, log), { rules: 1, routes: 0, left: 0 });
+  assert.ok(!kernel.hasRule(rule('10.1.0.2', 2000)));
+  assert.ok(log.lines.some((l) => l.startsWith('warning:') && l.includes('no end of the routes dump')), log.lines.join('\n'));
+});

@@ -671,13 +671,24 @@ describe('messages quote at most a short prefix of a value', () => {
     }
   });
 
-  it("the daemon's own stderr stays short, for a file and for an argument", () => {
+  it("the daemon's own stderr stays short, for a file, an argument, a config path and a log file path", () => {
     const file = writeConfig(`NETWORK="${huge}:2000"\n`);
-    for (const argv of [['--config', file, '--no-dbus'], ['--network', `${'z'.repeat(100_000)}:2000`, '--no-dbus']]) {
-      const child = spawnSync(process.execPath, [DAEMON, ...argv], { encoding: 'utf8', maxBuffer: 8 * MiB });
-      assert.equal(child.status, argv[0] === '--config' ? EXIT.CONFIG : EXIT.USAGE, child.stderr.slice(0, 300));
+    const longPath = `/${'q'.repeat(100_000)}`;
+    const cases: Array<[string[], number]> = [
+      [['--config', file], EXIT.CONFIG],
+      [['--network', `${'z'.repeat(100_000)}:2000`], EXIT.USAGE],
+      [['--config', longPath], EXIT.CONFIG],
+      [['--network', 'eth0:2000', '--logfile', longPath], 73],
+    ];
+    for (const [argv, exitCode] of cases) {
+      // As root, in a network namespace of its own: a daemon that wrongly started could not
+      // touch this host's routes there.
+      const command = process.getuid?.() === 0 ? ['unshare', '--net', process.execPath] : [process.execPath];
+      const child = spawnSync(command[0], [...command.slice(1), DAEMON, ...argv, '--no-dbus'], { encoding: 'utf8', maxBuffer: 8 * MiB, timeout: 10_000 });
+      assert.equal(child.status, exitCode, child.stderr.slice(0, 300));
       assert.ok(child.stderr.length < BOUND, `${child.stderr.length} bytes of stderr: ${child.stderr.slice(0, 300)}`);
-      if (argv[0] === '--config') assert.ok(child.stderr.includes(`${file}:1: `), child.stderr);
+      if (argv[1] === file) assert.ok(child.stderr.includes(`${file}:1: `), child.stderr);
     }
   });
+
 });

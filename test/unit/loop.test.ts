@@ -130,7 +130,7 @@ test('a failed operation does not stop the others and is retried with growing de
 });
 
 test('a copy the kernel refuses while nothing changes is reported once as a warning, then waits for a change of its network', async () => {
-  const { kernel, loop, clock, log } = setup();
+  const { kernel, loop, clock, log, passes } = setup();
   kernel.failWith((op) => op.kind === 'add-route', 'EHOSTUNREACH', 1000);
   await loop.idle();
   assert.ok(kernel.hasRule(rule('10.1.0.2', 2000)));
@@ -142,6 +142,7 @@ test('a copy the kernel refuses while nothing changes is reported once as a warn
   assert.equal(warnings.length, 1, log.lines.join('\n'));
   assert.match(warnings[0], /default via 10\.1\.0\.1 dev wan1 .*table 2000.*EHOSTUNREACH: its gateway is not reachable/);
   assert.deepEqual(clock.pending(), [], 'no retry on a timer');
+  assert.ok(passes.at(-1)!.failedNetworks.has('wan1'), 'wan1 is not all there');
   const attempts = () => kernel.applied.filter((op) => op.kind === 'add-route').length;
   assert.equal(attempts(), 2);
 
@@ -150,6 +151,7 @@ test('a copy the kernel refuses while nothing changes is reported once as a warn
   kernel.addLink(WAN2);
   await loop.idle();
   const afterWan2 = attempts();
+  assert.ok(passes.at(-1)!.failedNetworks.has('wan1'), 'still not all there after a pass that did not try it');
   kernel.addRoute(route({ dst: '198.51.100.0', dstLength: 24, gateway: '10.2.0.1', oif: 4 }));
   await loop.idle();
   clock.advance(60_000);
@@ -162,6 +164,7 @@ test('a copy the kernel refuses while nothing changes is reported once as a warn
   kernel.addRoute(route({ dst: '10.9.0.0', dstLength: 16, oif: 3, scope: 253 }));
   await loop.idle();
   assert.ok(kernel.hasRoute(ours(mainDefault, 2000)), 'the copy arrives once its network changed');
+  assert.ok(!passes.at(-1)!.failedNetworks.has('wan1'));
   assert.equal(log.lines.filter((l) => /^(warning|error):/.test(l)).length, 1);
 });
 
