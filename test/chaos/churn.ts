@@ -119,6 +119,20 @@ export class Churn {
     return this.run(`remove ${a.local}/${a.prefixlen} from ${a.ifName}`, [`${a.family === 6 ? '-6 ' : ''}addr del ${a.local}/${a.prefixlen} dev ${a.ifName}`]);
   }
 
+  /** Removes pool address `local` and sends `signal` to `pid` right after, from one shell. */
+  removeAddressThenSignal(local: string, pid: number, signal: 'TERM' | 'KILL'): ChurnResult {
+    const a = this.pickPoolAddress(undefined, local);
+    if (a === undefined) throw new Error(`${local} is not on any link`);
+    const family = a.family === 6 ? '-6' : '-4';
+    const r = spawnSync('sh', ['-c', `ip -n "$1" ${family} addr del "$2" dev "$3"; kill -${signal} "$4"`, 'sh', this.host.ns, `${a.local}/${a.prefixlen}`, a.ifName, String(pid)],
+      { encoding: 'utf8' });
+    const refused = r.status === 0 ? 0 : 1;
+    this.refusedTotal += refused;
+    const description = `remove ${a.local}/${a.prefixlen} from ${a.ifName}, SIG${signal} at once`;
+    this.history.push(`${description}${refused > 0 ? ` (failed: ${r.stderr.trim()})` : ''}`);
+    return { description, refused };
+  }
+
   addAddress(): ChurnResult {
     const r = this.rnd;
     const targets = [...this.managedLinks().map((l) => l.ifName), this.host.side];
