@@ -27,13 +27,23 @@ const ruleKeys = new WeakMap<Rule, string>();
 // kinds in one set, and a key made once per object is cheaper than a prefix per use.
 function computeRouteKey(route: Route): string {
   if (route.family === 4) {
-    const place = `route 4|${route.table}|${route.dst}/${route.dstLength}|${route.tos}|${route.metric}`;
+    const place = ipv4PlaceKey(route);
     if (route.table !== MAIN_TABLE) return place;
     // Routes appended on one link share one copy in that link's table: one key for them.
-    return `${place}|${route.nexthops !== undefined ? 'mp' : route.oif ?? ''}`;
+    return mainIpv4Key(place, route.nexthops !== undefined ? 'mp' : route.oif);
   }
   const hop = route.nexthops !== undefined ? 'mp' : `${route.oif ?? ''}|${route.gateway ?? ''}`;
   return `route ${routeBaseKey(route)}|${hop}`;
+}
+
+/** An IPv4 route's place in its table (prefix, TOS, metric): the key of every IPv4 route outside main. */
+export function ipv4PlaceKey(route: Route): string {
+  return `route 4|${route.table}|${route.dst}/${route.dstLength}|${route.tos}|${route.metric}`;
+}
+
+/** The key of an IPv4 main-table route in `place` (ipv4PlaceKey) via device `oif` (or multipath). */
+export function mainIpv4Key(place: string, oif: number | 'mp' | undefined): string {
+  return `${place}|${oif ?? ''}`;
 }
 
 /** What an IPv6 `replace` overwrites: any route with this prefix, source and metric. */

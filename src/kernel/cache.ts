@@ -3,7 +3,7 @@
 // link goes down or loses its last address, or for main's routes whose source hint
 // goes, so the cache drops them itself (and the kernel adapter re-dumps routes
 // afterwards to be sure).
-import { identicalRoutes, routeBaseKey, routeKey, ruleKey } from '../keys';
+import { identicalRoutes, ipv4PlaceKey, mainIpv4Key, routeBaseKey, routeKey, ruleKey } from '../keys';
 import { MAIN_TABLE, type Address, type Link, type Observed, type Operation, type Route, type Rule } from '../model';
 
 export type CacheKind = 'links' | 'addresses' | 'routes' | 'rules';
@@ -179,9 +179,13 @@ export class ObservedCache {
    * not say which one it was, so routes are to be read again (takeRedumpRequest).
    */
   private replaceInMain(key: string, route: Route): void {
-    const base = routeBaseKey(route);
+    // Per link, not a walk over every route: a routing daemon replaces main's routes by the 100,000.
+    const place = ipv4PlaceKey(route);
     const here: string[] = [];
-    for (const [k, r] of this.routes) if (r.family === 4 && r.table === MAIN_TABLE && routeBaseKey(r) === base) here.push(k);
+    for (const via of [undefined, 'mp' as const, ...this.links.keys()]) {
+      const k = mainIpv4Key(place, via);
+      if (this.routes.has(k)) here.push(k);
+    }
     if (here.length > 1) this.redumpRequested = true;
     else if (here.length === 1 && here[0] !== key) {
       this.noteRouteChange(here[0], this.routes.get(here[0]));
