@@ -1,7 +1,7 @@
 // Random changes to a test host's addresses, routes and links, as DHCP, SLAAC, a network
 // manager and an administrator make them: addresses added, removed and moved between
 // interfaces, routes added, replaced (also onto another interface) and deleted, with
-// source hints whose address later goes, multipath routes, nexthop objects, blackholes,
+// source hints (IPv4 and IPv6) whose address later goes, multipath routes, nexthop objects, blackholes,
 // link-local and 169.254 addresses, links going down and up, an interface deleted and
 // created again. Each action is a few `ip` commands in the host namespace; a command the
 // kernel refuses (deleting what is not there) is counted, not fatal.
@@ -84,6 +84,8 @@ export class Churn {
   /** Actions applied, in order, for a failure report. */
   readonly history: string[] = [];
   refusedTotal = 0;
+  /** Routes given a source hint, per family. */
+  readonly hinted = { 4: 0, 6: 0 };
 
   constructor(private readonly host: ChurnHost, private readonly rnd: Random) {}
 
@@ -179,13 +181,18 @@ export class Churn {
     const metric = r.pick(METRICS);
     const verb = r.chance(0.5) ? 'replace' : 'add';
     if (r.chance(0.6)) {
-      const hint = r.chance(0.4) ? poolAddresses(this.host.ns, link.ifName).find((a) => a.family === 4) : undefined;
+      const hint = r.chance(0.7) ? poolAddresses(this.host.ns, link.ifName).find((a) => a.family === 4) : undefined;
       const via = r.chance(0.7) ? `via ${link.gw4} dev ${link.ifName}` : `dev ${link.ifName} scope link`;
+      if (hint) this.hinted[4]++;
       return this.run(`route ${verb} 10.160.${slot}.0/24 ${via} metric ${metric}${hint ? ` src ${hint.local}` : ''}`,
         [`route ${verb} 10.160.${slot}.0/24 ${via} metric ${metric}${hint ? ` src ${hint.local}` : ''}`]);
     }
     const via = r.chance(0.7) ? `via fe80::1 dev ${link.ifName}` : `dev ${link.ifName}`;
-    return this.run(`route ${verb} fd00:160:${slot}::/64 ${via} metric ${metric}`, [`-6 route ${verb} fd00:160:${slot}::/64 ${via} metric ${metric}`]);
+    // (the kernel clears an IPv6 source hint from every table, silently, when its address goes)
+    const hint = r.chance(0.6) ? poolAddresses(this.host.ns, link.ifName).find((a) => a.family === 6 && a.local.startsWith('fd00:')) : undefined;
+    if (hint) this.hinted[6]++;
+    const line = `route ${verb} fd00:160:${slot}::/64 ${via} metric ${metric}${hint ? ` src ${hint.local}` : ''}`;
+    return this.run(line, [`-6 ${line}`]);
   }
 
   deleteRoute(): ChurnResult {

@@ -209,7 +209,7 @@ describe('chaos on the real kernel: churn, SIGKILL, SIGTERM, a fighter', { skip,
     const warningLines = logs.flatMap((d) => d.output().split('\n').filter((l) => /\[warning\]/.test(l)));
     const c = stats(churnTimes);
     const r = stats(restartTimes);
-    t.diagnostic(`iterations ${ITERATIONS}: ${churn.history.length} actions (${churn.refusedTotal} commands refused by the kernel), ${kills} SIGKILL, ${terms + 1} SIGTERM (${termsAfterRemoval} just after an IPv4 address with a prefix route went)`);
+    t.diagnostic(`iterations ${ITERATIONS}: ${churn.history.length} actions (${churn.refusedTotal} commands refused by the kernel; routes with a source hint: ${churn.hinted[4]} IPv4, ${churn.hinted[6]} IPv6), ${kills} SIGKILL, ${terms + 1} SIGTERM (${termsAfterRemoval} just after an IPv4 address with a prefix route went)`);
     t.diagnostic(`convergence after a change: n=${c.n} median ${c.median.toFixed(1)} ms, max ${c.max.toFixed(1)} ms`);
     t.diagnostic(`from (re)start to converged: n=${r.n} median ${r.median.toFixed(1)} ms, max ${r.max.toFixed(1)} ms`);
     for (const f of fights) {
