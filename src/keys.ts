@@ -1,10 +1,14 @@
 // Identities of kernel objects, as the kernel itself tells two objects apart.
-import type { Operation, Route, Rule } from './model';
+import { MAIN_TABLE, type Operation, type Route, type Rule } from './model';
 
 /**
- * IPv4 knows one route per (table, prefix, tos, metric). IPv6 keeps several routes
- * that differ only in their next hop (fe80::/64 on every link, in one table), so its
- * identity includes the device and gateway; multipath routes are one object.
+ * IPv4 keeps one route per (table, prefix, tos, metric) unless routes are appended,
+ * and the kernel appends them itself in main: the prefix routes of one subnet on two
+ * links (10.150.0.0/24 dev wan1 and dev wan2), each to be copied into its link's
+ * table. So main's IPv4 routes are told apart by device too; elsewhere an IPv4 route's
+ * key is its place, which a foreign route may hold. IPv6 keeps several routes that
+ * differ only in their next hop (fe80::/64 on every link, in one table), so its
+ * identity includes the device and gateway. Multipath routes are one object.
  */
 export function routeKey(route: Route): string {
   let key = routeKeys.get(route);
@@ -22,9 +26,24 @@ const ruleKeys = new WeakMap<Rule, string>();
 // Route and rule keys share one namespace ("route …"/"rule …"): the loop tracks both
 // kinds in one set, and a key made once per object is cheaper than a prefix per use.
 function computeRouteKey(route: Route): string {
-  if (route.family === 4) return `route 4|${route.table}|${route.dst}/${route.dstLength}|${route.tos}|${route.metric}`;
+  if (route.family === 4) {
+    const place = ipv4PlaceKey(route);
+    if (route.table !== MAIN_TABLE) return place;
+    // Routes appended on one link share one copy in that link's table: one key for them.
+    return mainIpv4Key(place, route.nexthops !== undefined ? 'mp' : route.oif);
+  }
   const hop = route.nexthops !== undefined ? 'mp' : `${route.oif ?? ''}|${route.gateway ?? ''}`;
   return `route ${routeBaseKey(route)}|${hop}`;
+}
+
+/** An IPv4 route's place in its table (prefix, TOS, metric): the key of every IPv4 route outside main. */
+export function ipv4PlaceKey(route: Route): string {
+  return `route 4|${route.table}|${route.dst}/${route.dstLength}|${route.tos}|${route.metric}`;
+}
+
+/** The key of an IPv4 main-table route in `place` (ipv4PlaceKey) via device `oif` (or multipath). */
+export function mainIpv4Key(place: string, oif: number | 'mp' | undefined): string {
+  return `${place}|${oif ?? ''}`;
 }
 
 /** What an IPv6 `replace` overwrites: any route with this prefix, source and metric. */

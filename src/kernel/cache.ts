@@ -3,7 +3,7 @@
 // link goes down or loses its last address, or for main's routes whose source hint
 // goes, so the cache drops them itself (and the kernel adapter re-dumps routes
 // afterwards to be sure).
-import { identicalRoutes, routeBaseKey, routeKey, ruleKey } from '../keys';
+import { identicalRoutes, ipv4PlaceKey, mainIpv4Key, routeBaseKey, routeKey, ruleKey } from '../keys';
 import { MAIN_TABLE, type Address, type Link, type Observed, type Operation, type Route, type Rule } from '../model';
 
 export type CacheKind = 'links' | 'addresses' | 'routes' | 'rules';
@@ -33,6 +33,7 @@ export class ObservedCache {
    * pass must look at everything.
    */
   private routeChanges: Map<string, Route | undefined> | undefined;
+  private redumpRequested = false;
 
   /** What changed since the last call (see routeChanges); starts over. */
   takeRouteChanges(): ReadonlyMap<string, Route | undefined> | undefined {
@@ -157,6 +158,7 @@ export class ObservedCache {
     // The echo of a route we added, or a dump repeating what we know: keep the object we
     // have, so passes see nothing changed (and derived copies keep their memoized keys).
     if (!replace && before !== undefined && identicalRoutes(before, route)) return false;
+    if (replace && route.family === 4 && route.table === MAIN_TABLE) this.replaceInMain(key, route);
     if (replace && route.family === 6) {
       const base = routeBaseKey(route);
       for (const [k, r] of this.routes) {
@@ -169,6 +171,33 @@ export class ObservedCache {
     if (note) this.noteRouteChange(key, this.routes.get(key));
     this.routes.set(key, route);
     return true;
+  }
+
+  /**
+   * `ip route replace` in main replaced the first IPv4 route in the new route's place,
+   * whatever its device. The only one there: it goes. Several there: the kernel does
+   * not say which one it was, so routes are to be read again (takeRedumpRequest).
+   */
+  private replaceInMain(key: string, route: Route): void {
+    // Per link, not a walk over every route: a routing daemon replaces main's routes by the 100,000.
+    const place = ipv4PlaceKey(route);
+    const here: string[] = [];
+    for (const via of [undefined, 'mp' as const, ...this.links.keys()]) {
+      const k = mainIpv4Key(place, via);
+      if (this.routes.has(k)) here.push(k);
+    }
+    if (here.length > 1) this.redumpRequested = true;
+    else if (here.length === 1 && here[0] !== key) {
+      this.noteRouteChange(here[0], this.routes.get(here[0]));
+      this.routes.delete(here[0]);
+    }
+  }
+
+  /** True once after an event the cache cannot follow exactly: routes are to be dumped again. */
+  takeRedumpRequest(): boolean {
+    const requested = this.redumpRequested;
+    this.redumpRequested = false;
+    return requested;
   }
 
   private noteRouteChange(key: string, before: Route | undefined): void {

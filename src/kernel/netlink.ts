@@ -209,7 +209,7 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
       const held = this.held.get(kindOf(event));
       if (held !== undefined) { held.push(event); return; }
       if (this.cache.apply(event)) this.scheduleChanged();
-      if (this.flushesRoutesSilently(event)) this.scheduleRouteRedump();
+      if (this.flushesRoutesSilently(event) || this.cache.takeRedumpRequest()) this.scheduleRouteRedump();
     });
     this.pacer?.afterRead(messages);
   }

@@ -1,5 +1,5 @@
 // The minimal change from what the kernel has to what dynmhs wants. Pure.
-import { ruleKey, ruleSelectorKey, sameRouteContent } from '../keys';
+import { routeBaseKey, ruleKey, ruleSelectorKey, sameRouteContent } from '../keys';
 import { DYNMHS_PROTOCOL, type Desired, type Observed, type Operation, type Route, type Rule } from '../model';
 
 /** Tables no daemon of ours may ever own entries in, whatever protocol they carry: unspec, default, main, local. */
@@ -47,8 +47,6 @@ export function diff(desired: Desired, observed: Observed, network: (table: numb
     else if (!ownsRoute(present)) conflicts.push({ wanted: route, present });
     else if (!sameRouteContent(present, route)) routeAdds.push({ kind: 'replace-route', route, network: network(route.table) });
   }
-  // A gateway must be reachable when its route is added: device routes go first.
-  const orderedAdds = byGatewayRank(routeAdds, 'device routes first');
 
   const observedRuleKeys = new Set(observed.rules.map(ruleKey));
   const desiredRuleKeys = new Set<string>();
@@ -80,8 +78,11 @@ export function diff(desired: Desired, observed: Observed, network: (table: numb
       foreignRoutes.push(route);
     }
   }
+  const paired = replacesInPlace(routeAdds, routeDeletes, desired.routes);
+  // A gateway must be reachable when its route is added: device routes go first.
+  const orderedAdds = byGatewayRank(paired.adds, 'device routes first');
   // Gateway routes go before the device routes that make their gateway reachable.
-  const orderedDeletes = byGatewayRank(routeDeletes, 'gateway routes first');
+  const orderedDeletes = byGatewayRank(paired.deletes, 'gateway routes first');
 
   return {
     operations: [...orderedAdds, ...ruleAdds, ...ruleDeletes, ...orderedDeletes],
@@ -89,6 +90,44 @@ export function diff(desired: Desired, observed: Observed, network: (table: numb
     foreignRoutes,
     foreignRules,
   };
+}
+
+/**
+ * An IPv6 copy whose next hop changed (`ip -6 route replace` in main: another gateway,
+ * or none) has a new key in its old copy's place (prefix, source, metric). The kernel
+ * refuses to add a route beside another in that place (EEXIST, which counts as done),
+ * and deleting the old copy then leaves none: such an add and delete are one replace.
+ */
+export function replacesInPlace(adds: readonly Operation[], deletes: readonly Operation[],
+  wanted: ReadonlyMap<string, Route>): { adds: Operation[]; deletes: Operation[] } {
+  // place → the one delete there (-1: several, which the kernel cannot have made in one table)
+  const byPlace = new Map<string, number>();
+  deletes.forEach((op, i) => {
+    if (op.kind !== 'delete-route' || op.route.family !== 6) return;
+    const place = routeBaseKey(op.route);
+    byPlace.set(place, byPlace.has(place) ? -1 : i);
+  });
+  if (byPlace.size === 0 || adds.length === 0) return { adds: [...adds], deletes: [...deletes] };
+  const candidates = adds.filter((op) => op.kind === 'add-route' && op.route.family === 6 && (byPlace.get(routeBaseKey(op.route)) ?? -1) >= 0);
+  if (candidates.length === 0) return { adds: [...adds], deletes: [...deletes] };
+  // A replace takes the first route in the place: only where one route is wanted there.
+  const places = new Set(candidates.map((op) => routeBaseKey((op as { route: Route }).route)));
+  const wantedThere = new Map<string, number>();
+  for (const route of wanted.values()) {
+    if (route.family !== 6) continue;
+    const place = routeBaseKey(route);
+    if (places.has(place)) wantedThere.set(place, (wantedThere.get(place) ?? 0) + 1);
+  }
+  const replaced = new Set<number>();
+  const merged = adds.map((op): Operation => {
+    if (op.kind !== 'add-route' || op.route.family !== 6) return op;
+    const place = routeBaseKey(op.route);
+    const i = byPlace.get(place);
+    if (i === undefined || i < 0 || replaced.has(i) || wantedThere.get(place) !== 1) return op;
+    replaced.add(i);
+    return { kind: 'replace-route', route: op.route, network: op.network };
+  });
+  return { adds: merged, deletes: deletes.filter((_, i) => !replaced.has(i)) };
 }
 
 /** Routes via a gateway (1) need the device route (0) that makes the gateway reachable. */

@@ -8,7 +8,7 @@
 import { sameRouteContent } from '../keys';
 import { MAIN_TABLE, type Operation, type Route } from '../model';
 import { cachedCopy, type CopySlot, type NetworkPlan } from '../policy/derive';
-import { byGatewayRank, ownsRoute } from './diff';
+import { byGatewayRank, ownsRoute, replacesInPlace } from './diff';
 
 export class IncrementalRoutes {
   /** Output device index → table of the network on it. */
@@ -101,7 +101,8 @@ export class IncrementalRoutes {
         else if (this.managedTables.has(have.table)) return undefined;
       }
     }
-    return [...byGatewayRank(adds, 'device routes first'), ...byGatewayRank(deletes, 'gateway routes first')];
+    const paired = replacesInPlace(adds, deletes, this.routes);
+    return [...byGatewayRank(paired.adds, 'device routes first'), ...byGatewayRank(paired.deletes, 'gateway routes first')];
   }
 
   /**
