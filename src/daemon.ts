@@ -15,6 +15,8 @@ import { desiredOf, type NetworkPlan } from './policy/derive';
 import { diff } from './reconcile/diff';
 import type { Clock } from './reconcile/limiter';
 import { Reconciler, type PassResult } from './reconcile/loop';
+import type { EndpointSync } from './reconcile/endpoints';
+import { mptcpFlagsFor } from './policy/endpoints';
 
 /** What a connection source (NetworkManager, networkd) gives the daemon: see src/sources/. */
 export interface DynamicNetworks extends EventEmitter {
@@ -36,6 +38,8 @@ export interface DaemonOptions {
   /** Builds the connection source for a config whose source is not 'static'. */
   readonly connections?: (config: Config, tableInUse: (table: number) => boolean) => DynamicNetworks;
   readonly clock?: Clock;
+  /** MPTCP endpoints for the managed addresses (src/reconcile/endpoints.ts); absent: none. */
+  readonly endpoints?: EndpointSync;
 }
 
 const SCOPE_NAMES: Record<number, string> = { 0: 'global', 200: 'site', 253: 'link', 254: 'host', 255: 'nowhere' };
@@ -83,6 +87,7 @@ export class Daemon extends EventEmitter implements DaemonControl {
     }
     this.reconciler.markDirty();
     await this.reconciler.idle();
+    await this.options.endpoints?.idle();
     this.setState('running');
   }
 
@@ -96,6 +101,7 @@ export class Daemon extends EventEmitter implements DaemonControl {
       await this.connections.stop().catch((e: Error) => log.warning(`Stopping the connection source: ${e.message}`));
     }
     await this.reconciler.stop();
+    await this.options.endpoints?.stop();
     const { operations } = diff(desiredOf([], []), kernel.observed());
     const results = await kernel.apply(operations);
     const failed = results.filter((r) => !r.ok).length;
@@ -106,8 +112,9 @@ export class Daemon extends EventEmitter implements DaemonControl {
   }
 
   /** Resolves once the loop has nothing left to do (tests, benchmarks). */
-  settled(): Promise<void> {
-    return this.reconciler.idle();
+  async settled(): Promise<void> {
+    await this.reconciler.idle();
+    await this.options.endpoints?.idle();
   }
 
   networks(): ManagedNetwork[] {
@@ -221,6 +228,7 @@ export class Daemon extends EventEmitter implements DaemonControl {
   }
 
   private afterPass(result: PassResult): void {
+    this.options.endpoints?.update(result.plans, (network) => mptcpFlagsFor(network, this.config.networks, this.config.mptcp));
     if (result.added + result.removed + result.failed > 0) {
       this.emit('applied', { added: result.added, removed: result.removed, failed: result.failed });
     }

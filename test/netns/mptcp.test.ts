@@ -1,0 +1,192 @@
+// MPTCP endpoints on the real kernel: an MPTCP connection from the host to the internet
+// namespace uses both uplinks with --mptcp subflow and only wan1 without it; endpoints
+// follow addresses, foreign ones are left alone, ownership survives SIGKILL and restart.
+// Needs root (namespaces) and python3 (the MPTCP client and server).
+
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { DaemonProcess, leftovers, startConverged } from '../helpers/daemon';
+import { netnsSkipReason, README_NETS, SERVER4, SERVER6, Topology, WAN1, WAN2 } from '../helpers/netns';
+import { eventually, holdsFor } from '../helpers/wait';
+
+const python = spawnSync('python3', ['-c', 'import socket; socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262).close()']);
+const skip = netnsSkipReason() ?? (python.status === 0 ? undefined : 'python3 with MPTCP sockets is needed');
+
+const PORT = 5201;
+const MB = 1 << 20;
+/** Per transfer: enough that a path which carries data carries megabytes of it. */
+const TRANSFER = 16 * MB;
+
+// Reads until EOF and answers with the byte count, one connection after another.
+const SERVER = `
+import socket, sys
+for host in sys.argv[1:]:
+    pass
+def serve(fam, host):
+    s = socket.socket(fam, socket.SOCK_STREAM, 262)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, ${PORT}))
+    s.listen(8)
+    return s
+import selectors
+sel = selectors.DefaultSelector()
+for host in sys.argv[1:]:
+    sel.register(serve(socket.AF_INET6 if ':' in host else socket.AF_INET, host), selectors.EVENT_READ)
+print('ready', flush=True)
+while True:
+    for key, _ in sel.select():
+        c, _ = key.fileobj.accept()
+        total = 0
+        while True:
+            b = c.recv(1 << 16)
+            if not b: break
+            total += len(b)
+        c.sendall(str(total).encode())
+        c.close()
+`;
+
+// Connects, sends, records the subflows (ss) after the first megabyte, reads the count back.
+const CLIENT = `
+import socket, sys, time, subprocess, json
+host, size = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_STREAM, 262)
+s.connect((host, ${PORT}))
+chunk = b'x' * (1 << 16)
+sent = 0
+ss = None
+while sent < size:
+    sent += s.send(chunk[:min(len(chunk), size - sent)])
+    # Extra subflows join once the connection is fully established, after the first data.
+    if ss is None and sent >= (1 << 20):
+        time.sleep(0.3)
+        ss = subprocess.run(['ss', '-tnH', 'state', 'established', 'dst', host], capture_output=True, text=True).stdout
+s.shutdown(socket.SHUT_WR)
+echo = b''
+while True:
+    b = s.recv(100)
+    if not b: break
+    echo += b
+print(json.dumps({'sent': sent, 'received': int(echo or b'0'), 'ss': ss}))
+`;
+
+/** As `ip -j mptcp endpoint show` prints it: each flag a boolean key. */
+interface KernelEndpoint { id: number; address: string; dev?: string; [flag: string]: unknown }
+const FLAGS = ['signal', 'subflow', 'backup', 'fullmesh', 'implicit'];
+interface Transfer { sent: number; received: number; subflowSources: string[]; bytes: Record<'wan1' | 'wan2', number> }
+
+describe('MPTCP endpoints for managed addresses', { skip }, () => {
+  let topo: Topology;
+  let dir: string;
+  let server: ChildProcess | undefined;
+  let d: DaemonProcess | undefined;
+  const figures: string[] = [];
+
+  const endpoints = (): KernelEndpoint[] => JSON.parse(topo.ip(['-j', 'mptcp', 'endpoint', 'show']) || '[]') as KernelEndpoint[];
+  const endpointKeys = (): string[] => endpoints().map((e) => `${e.address} ${FLAGS.filter((f) => e[f] === true).join(',')} ${e.dev ?? '-'}`).sort();
+  const txBytes = (ifName: string): number => Number(topo.exec('cat', [`/sys/class/net/${ifName}/statistics/tx_bytes`]).trim());
+
+  function transfer(target: string): Transfer {
+    const before = { wan1: txBytes('wan1'), wan2: txBytes('wan2') };
+    const result = spawnSync('ip', ['netns', 'exec', topo.host, 'python3', join(dir, 'client.py'), target, String(TRANSFER)],
+      { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(result.status, 0, `client failed: ${result.stderr}`);
+    const out = JSON.parse(result.stdout) as { sent: number; received: number; ss: string };
+    const subflowSources = out.ss.trim().split('\n').filter((l) => l !== '')
+      .map((line) => line.trim().split(/\s+/)[2]!.replace(/^\[?(.*?)\]?:\d+$/, '$1').replace(/%.*$/, '')).sort();
+    return { sent: out.sent, received: out.received, subflowSources, bytes: { wan1: txBytes('wan1') - before.wan1, wan2: txBytes('wan2') - before.wan2 } };
+  }
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), `dynmhs-mptcp-${process.pid}-`));
+    writeFileSync(join(dir, 'server.py'), SERVER);
+    writeFileSync(join(dir, 'client.py'), CLIENT);
+    topo = Topology.create();
+    server = spawn('ip', ['netns', 'exec', topo.inet, 'python3', join(dir, 'server.py'), SERVER4, SERVER6], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      server!.stdout!.once('data', () => resolve());
+      server!.once('exit', (code) => reject(new Error(`server exited (${code})`)));
+    });
+  });
+  after(() => {
+    d?.killNow();
+    if (server?.pid !== undefined && server.exitCode === null) server.kill('SIGKILL');
+    topo?.destroy();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    if (figures.length > 0) process.stdout.write(`# MPTCP transfer figures (${TRANSFER} bytes each):\n${figures.map((f) => `#   ${f}\n`).join('')}`);
+  });
+
+  it('without --mptcp: no endpoints, every byte of an MPTCP transfer leaves through wan1', async () => {
+    d = await startConverged(topo, README_NETS, ['--loglevel', '1', '--state-directory', dir]);
+    assert.deepEqual(endpoints(), []);
+    const t = transfer(SERVER4);
+    figures.push(`IPv4 without --mptcp: wan1 ${t.bytes.wan1} B, wan2 ${t.bytes.wan2} B, subflows from ${t.subflowSources.join(' ')}`);
+    assert.equal(t.received, TRANSFER);
+    assert.deepEqual(t.subflowSources, [WAN1.v4]);
+    assert.ok(t.bytes.wan1 >= TRANSFER, `wan1 carried ${t.bytes.wan1}`);
+    assert.ok(t.bytes.wan2 < 64 * 1024, `wan2 carried ${t.bytes.wan2}`);
+    assert.equal(await d.stop(), 0);
+    d = undefined;
+  });
+
+  it('with --mptcp subflow: an endpoint per address, limits raised, both uplinks carry megabytes (IPv4 and IPv6)', async () => {
+    // A foreign endpoint for a managed address: left alone, reported once.
+    topo.ip(['mptcp', 'endpoint', 'add', WAN2.v6, 'dev', 'wan2', 'id', '77', 'subflow']);
+    d = await startConverged(topo, README_NETS, ['--loglevel', '1', '--state-directory', dir, '--mptcp', 'subflow']);
+    await eventually(() => assert.deepEqual(endpointKeys(), [
+      `${WAN1.v4} subflow wan1`, `${WAN2.v4} subflow wan2`, `${WAN1.v6} subflow wan1`, `${WAN2.v6} subflow wan2`,
+    ].sort()), 10_000);
+    assert.equal(endpoints().find((e) => e.address === WAN2.v6)?.id, 77);
+    const limits = topo.ip(['mptcp', 'limits', 'show']);
+    assert.match(limits, /subflows [4-8]/);
+    assert.match(limits, /add_addr_accepted [4-8]/);
+    assert.equal(d.output().match(/Leaving foreign MPTCP endpoint alone: id 77/g)?.length, 1, d.output());
+
+    for (const [target, sources] of [[SERVER4, [WAN1.v4, WAN2.v4]], [SERVER6, [WAN1.v6, WAN2.v6]]] as const) {
+      const t = transfer(target);
+      figures.push(`IPv${target === SERVER4 ? 4 : 6} with --mptcp subflow: wan1 ${t.bytes.wan1} B, wan2 ${t.bytes.wan2} B, subflows from ${t.subflowSources.join(' ')}`);
+      assert.equal(t.received, TRANSFER);
+      assert.deepEqual(t.subflowSources, [...sources].sort());
+      assert.ok(t.bytes.wan1 >= MB, `wan1 carried ${t.bytes.wan1}`);
+      assert.ok(t.bytes.wan2 >= MB, `wan2 carried ${t.bytes.wan2}`);
+      assert.ok(t.bytes.wan1 + t.bytes.wan2 >= TRANSFER);
+    }
+    assert.equal(d.output().match(/Leaving foreign MPTCP endpoint alone: id 77/g)?.length, 1, 'reported once');
+  });
+
+  it('endpoints follow addresses; one deleted by another program is restored', async () => {
+    const mark = d!.output().length;
+    topo.ip(['addr', 'del', `${WAN2.v4}/24`, 'dev', 'wan2']);
+    await eventually(() => assert.ok(!endpoints().some((e) => e.address === WAN2.v4)), 10_000);
+    topo.ip(['addr', 'add', `${WAN2.v4}/24`, 'dev', 'wan2']);
+    topo.ip(['route', 'add', 'default', 'via', WAN2.gw4, 'dev', 'wan2', 'metric', String(WAN2.metric)]);
+    await eventually(() => assert.ok(endpoints().some((e) => e.address === WAN2.v4 && e.dev === 'wan2')), 10_000);
+
+    const own = endpoints().find((e) => e.address === WAN1.v4)!;
+    topo.ip(['mptcp', 'endpoint', 'delete', 'id', String(own.id)]);
+    await eventually(() => assert.ok(endpoints().some((e) => e.address === WAN1.v4)), 10_000);
+    await d!.waitForOutput(/MPTCP endpoint 10\.101\.0\.2 \(wan1\) was deleted by another program; restoring it/, 1000, mark);
+  });
+
+  it('ownership survives SIGKILL and a restart; SIGTERM deletes only its own endpoints', async () => {
+    const before = endpoints();
+    await d!.kill();
+    d = undefined;
+    assert.deepEqual(endpoints(), before, 'endpoints stay when the daemon dies');
+    const recorded = JSON.parse(readFileSync(join(dir, 'mptcp-endpoints.json'), 'utf8')) as { endpoints: { id: number; address: string }[] };
+    assert.deepEqual(recorded.endpoints.map((e) => e.address).sort(), [WAN1.v4, WAN2.v4, WAN1.v6].sort());
+
+    d = await startConverged(topo, README_NETS, ['--loglevel', '1', '--state-directory', dir, '--mptcp', 'subflow']);
+    await holdsFor(() => assert.deepEqual(endpoints(), before), 3000, 200);
+    assert.doesNotMatch(d.output(), /Adding MPTCP endpoint|Deleting MPTCP endpoint/);
+
+    assert.equal(await d.stop(), 0);
+    d = undefined;
+    assert.deepEqual(endpoints().map((e) => `${e.id} ${e.address}`), [`77 ${WAN2.v6}`], 'only the foreign endpoint is left');
+    assert.deepEqual(leftovers(topo), []);
+    topo.ip(['mptcp', 'endpoint', 'delete', 'id', '77']);
+  });
+});
