@@ -75,8 +75,45 @@ print(json.dumps({'sent': sent, 'received': int(echo or b'0'), 'ss': ss}))
 `;
 
 /** As `ip -j mptcp endpoint show` prints it: each flag a boolean key. */
+// Sends until stdin closes; every 200 ms prints the subflows (ss) and the uplinks' tx counters.
+const STREAM = `
+import socket, sys, time, subprocess, json, select, os
+host = sys.argv[1]
+s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_STREAM, 262)
+s.connect((host, ${PORT}))
+chunk = b'x' * (1 << 16)
+sent = 0
+start = time.time()
+due = start
+def tx(name):
+    with open('/sys/class/net/%s/statistics/tx_bytes' % name) as f: return int(f.read())
+while True:
+    r, w, _ = select.select([sys.stdin], [s], [], 0.05)
+    if r and os.read(sys.stdin.fileno(), 100) == b'': break
+    if w: sent += s.send(chunk)
+    if time.time() >= due:
+        due += 0.2
+        ss = subprocess.run(['ss', '-tnH', 'state', 'established', 'dst', host + '/32'], capture_output=True, text=True).stdout
+        print(json.dumps({'t': time.time() - start, 'ss': ss, 'wan1': tx('wan1'), 'wan2': tx('wan2')}), flush=True)
+s.shutdown(socket.SHUT_WR)
+echo = b''
+while True:
+    b = s.recv(100)
+    if not b: break
+    echo += b
+print(json.dumps({'sent': sent, 'received': int(echo or b'0')}), flush=True)
+`;
+
 interface KernelEndpoint { id: number; address: string; dev?: string; [flag: string]: unknown }
 const FLAGS = ['signal', 'subflow', 'backup', 'fullmesh', 'implicit'];
+interface Sample { t: number; sources: string[]; wan1: number; wan2: number }
+
+/** Source addresses of `ss -tnH` lines ("10.102.0.2%wan2:40000", "[fd00:101::2]:40000"), sorted. */
+function sourcesOf(ss: string): string[] {
+  return ss.trim().split('\n').filter((l) => l !== '')
+    .map((line) => line.trim().split(/\s+/)[2]!.replace(/:\d+$/, '').replace(/[[\]]/g, '').replace(/%.*$/, '')).sort();
+}
+
 interface Transfer { sent: number; received: number; subflowSources: string[]; bytes: Record<'wan1' | 'wan2', number> }
 
 describe('MPTCP endpoints for managed addresses', { skip }, () => {
@@ -96,8 +133,7 @@ describe('MPTCP endpoints for managed addresses', { skip }, () => {
       { encoding: 'utf8', timeout: 60_000 });
     assert.equal(result.status, 0, `client failed: ${result.stderr}`);
     const out = JSON.parse(result.stdout) as { sent: number; received: number; ss: string };
-    const subflowSources = out.ss.trim().split('\n').filter((l) => l !== '')
-      .map((line) => line.trim().split(/\s+/)[2]!.replace(/:\d+$/, '').replace(/[[\]]/g, '').replace(/%.*$/, '')).sort();
+    const subflowSources = sourcesOf(out.ss);
     return { sent: out.sent, received: out.received, subflowSources, bytes: { wan1: txBytes('wan1') - before.wan1, wan2: txBytes('wan2') - before.wan2 } };
   }
 
@@ -105,6 +141,7 @@ describe('MPTCP endpoints for managed addresses', { skip }, () => {
     dir = mkdtempSync(join(tmpdir(), `dynmhs-mptcp-${process.pid}-`));
     writeFileSync(join(dir, 'server.py'), SERVER);
     writeFileSync(join(dir, 'client.py'), CLIENT);
+    writeFileSync(join(dir, 'stream.py'), STREAM);
     topo = Topology.create();
     // Uplinks of a real host's speed: on unlimited veths one path can take nearly everything,
     // and the scheduler has no reason to use the second.
@@ -173,6 +210,47 @@ describe('MPTCP endpoints for managed addresses', { skip }, () => {
     topo.ip(['mptcp', 'endpoint', 'delete', 'id', String(own.id)]);
     await eventually(() => assert.ok(endpoints().some((e) => e.address === WAN1.v4)), 10_000);
     await d!.waitForOutput(/MPTCP endpoint 10\.101\.0\.2 \(wan1\) was deleted by another program; restoring it/, 1000, mark);
+  });
+
+  it('a live connection: removing wan2\'s address closes its subflow, adding it back opens one that carries data', async () => {
+    const client = spawn('ip', ['netns', 'exec', topo.host, 'python3', join(dir, 'stream.py'), SERVER4], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const samples: Sample[] = [];
+    let last: { sent: number; received: number } | undefined;
+    let buffer = '';
+    client.stdout!.on('data', (data: Buffer) => {
+      buffer += data.toString();
+      const lines = buffer.split('\n');
+      buffer = lines.pop()!;
+      for (const line of lines) {
+        const value = JSON.parse(line) as { t: number; ss?: string; wan1: number; wan2: number; sent?: number; received?: number };
+        if (value.ss !== undefined) samples.push({ t: value.t, sources: sourcesOf(value.ss), wan1: value.wan1, wan2: value.wan2 });
+        else last = { sent: value.sent!, received: value.received! };
+      }
+    });
+    const exited = new Promise<number | null>((resolve) => client.once('exit', (code) => resolve(code)));
+    try {
+      const both = [WAN1.v4, WAN2.v4].join(' ');
+      const latest = (): Sample => { assert.ok(samples.length > 0, 'no sample yet'); return samples.at(-1)!; };
+      const recent = (): string => JSON.stringify(samples.slice(-3)) + d!.output().slice(-1500);
+      await eventually(() => assert.equal(latest().sources.join(' '), both, recent()), 10_000);
+      const removedAt = samples.length;
+      topo.ip(['addr', 'del', `${WAN2.v4}/24`, 'dev', 'wan2']);
+      await eventually(() => assert.equal(latest().sources.join(' '), WAN1.v4, recent()), 10_000);
+      const alone = latest();
+      await eventually(() => assert.ok(latest().wan1 - alone.wan1 >= MB, 'wan1 keeps carrying the connection'), 10_000);
+      const beforeReadd = latest();
+      assert.ok(beforeReadd.wan2 - alone.wan2 < 64 * 1024, `wan2 carried ${beforeReadd.wan2 - alone.wan2} without its address`);
+      topo.ip(['addr', 'add', `${WAN2.v4}/24`, 'dev', 'wan2']);
+      topo.ip(['route', 'add', 'default', 'via', WAN2.gw4, 'dev', 'wan2', 'metric', String(WAN2.metric)]);
+      await eventually(() => assert.equal(latest().sources.join(' '), both, recent()), 10_000);
+      const rejoined = latest();
+      await eventually(() => assert.ok(latest().wan2 - rejoined.wan2 >= MB, 'the new subflow carries megabytes'), 10_000);
+      figures.push(`live connection: subflows ${samples[removedAt - 1]!.sources.join(' ')} -> ${alone.sources.join(' ')} -> ${rejoined.sources.join(' ')}`);
+    } finally {
+      client.stdin!.end();
+    }
+    assert.equal(await exited, 0);
+    assert.ok(last !== undefined && last.received === last.sent && last.sent > 0, JSON.stringify(last));
   });
 
   it('ownership survives SIGKILL and a restart; SIGTERM deletes only its own endpoints', async () => {
