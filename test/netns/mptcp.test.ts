@@ -137,6 +137,24 @@ describe('MPTCP endpoints for managed addresses', { skip }, () => {
     return { sent: out.sent, received: out.received, subflowSources, bytes: { wan1: txBytes('wan1') - before.wan1, wan2: txBytes('wan2') - before.wan2 } };
   }
 
+  function startStream(): { samples: Sample[]; client: ChildProcess; exited: Promise<number | null>; last?: { sent: number; received: number } } {
+    const client = spawn('ip', ['netns', 'exec', topo.host, 'python3', join(dir, 'stream.py'), SERVER4], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const samples: Sample[] = [];
+    const stream: ReturnType<typeof startStream> = { samples, client, exited: new Promise((resolve) => client.once('exit', (code) => resolve(code))) };
+    let buffer = '';
+    client.stdout!.on('data', (data: Buffer) => {
+      buffer += data.toString();
+      const lines = buffer.split('\n');
+      buffer = lines.pop()!;
+      for (const line of lines) {
+        const value = JSON.parse(line) as { t: number; ss?: string; wan1: number; wan2: number; sent?: number; received?: number };
+        if (value.ss !== undefined) samples.push({ t: value.t, sources: sourcesOf(value.ss), wan1: value.wan1, wan2: value.wan2 });
+        else stream.last = { sent: value.sent!, received: value.received! };
+      }
+    });
+    return stream;
+  }
+
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), `dynmhs-mptcp-${process.pid}-`));
     writeFileSync(join(dir, 'server.py'), SERVER);
@@ -213,25 +231,13 @@ describe('MPTCP endpoints for managed addresses', { skip }, () => {
   });
 
   it('a live connection: removing wan2\'s address closes its subflow, adding it back opens one that carries data', async () => {
-    const client = spawn('ip', ['netns', 'exec', topo.host, 'python3', join(dir, 'stream.py'), SERVER4], { stdio: ['pipe', 'pipe', 'inherit'] });
-    const samples: Sample[] = [];
-    let last: { sent: number; received: number } | undefined;
-    let buffer = '';
-    client.stdout!.on('data', (data: Buffer) => {
-      buffer += data.toString();
-      const lines = buffer.split('\n');
-      buffer = lines.pop()!;
-      for (const line of lines) {
-        const value = JSON.parse(line) as { t: number; ss?: string; wan1: number; wan2: number; sent?: number; received?: number };
-        if (value.ss !== undefined) samples.push({ t: value.t, sources: sourcesOf(value.ss), wan1: value.wan1, wan2: value.wan2 });
-        else last = { sent: value.sent!, received: value.received! };
-      }
-    });
-    const exited = new Promise<number | null>((resolve) => client.once('exit', (code) => resolve(code)));
+    const stream = startStream();
+    const { samples, client, exited } = stream;
     try {
       const both = [WAN1.v4, WAN2.v4].join(' ');
       const latest = (): Sample => { assert.ok(samples.length > 0, 'no sample yet'); return samples.at(-1)!; };
-      const recent = (): string => JSON.stringify(samples.slice(-3)) + d!.output().slice(-1500);
+      const recent = (): string => `${JSON.stringify(samples.slice(-2))}\nendpoints ${JSON.stringify(endpoints())}\n`
+        + `${topo.exec('nstat', ['-az']).split('\n').filter((l) => /MPTcpExt(Join|AddAddr|MPCapable)/.test(l) && !/\s0\s/.test(l)).join('\n')}\n${d!.output().slice(-1500)}`;
       await eventually(() => assert.equal(latest().sources.join(' '), both, recent()), 10_000);
       const removedAt = samples.length;
       topo.ip(['addr', 'del', `${WAN2.v4}/24`, 'dev', 'wan2']);
@@ -250,7 +256,7 @@ describe('MPTCP endpoints for managed addresses', { skip }, () => {
       client.stdin!.end();
     }
     assert.equal(await exited, 0);
-    assert.ok(last !== undefined && last.received === last.sent && last.sent > 0, JSON.stringify(last));
+    assert.ok(stream.last !== undefined && stream.last.received === stream.last.sent && stream.last.sent > 0, JSON.stringify(stream.last));
   });
 
   it('ownership survives SIGKILL and a restart; SIGTERM deletes only its own endpoints', async () => {
@@ -270,5 +276,37 @@ describe('MPTCP endpoints for managed addresses', { skip }, () => {
     assert.deepEqual(endpoints().map((e) => `${e.id} ${e.address}`), [`77 ${WAN2.v6}`], 'only the foreign endpoint is left');
     assert.deepEqual(leftovers(topo), []);
     topo.ip(['mptcp', 'endpoint', 'delete', 'id', '77']);
+  });
+
+  it('a backup network (wan2:3000:mptcp=subflow,backup) carries data only when the other path fails', async () => {
+    d = DaemonProcess.start(topo.host, ['--network', 'wan1:2000', '--network', 'wan2:3000:mptcp=subflow,backup',
+      '--mptcp', 'subflow', '--loglevel', '1', '--state-directory', dir]);
+    await eventually(() => assert.deepEqual(endpointKeys(), [
+      `${WAN1.v4} subflow wan1`, `${WAN2.v4} subflow,backup wan2`, `${WAN1.v6} subflow wan1`, `${WAN2.v6} subflow,backup wan2`,
+    ].sort()), 20_000);
+    const stream = startStream();
+    const { samples } = stream;
+    const latest = (): Sample => { assert.ok(samples.length > 0, 'no sample yet'); return samples.at(-1)!; };
+    try {
+      await eventually(() => assert.equal(latest().sources.join(' '), [WAN1.v4, WAN2.v4].join(' ')), 10_000);
+      const joined = latest();
+      await eventually(() => assert.ok(latest().wan1 - joined.wan1 >= 4 * MB), 10_000);
+      const healthy = latest();
+      const idle = healthy.wan2 - joined.wan2;
+      assert.ok(idle < 256 * 1024, `the backup path carried ${idle} B while wan1 carried ${healthy.wan1 - joined.wan1} B`);
+      // wan1's ISP loses its way to the internet: the host sees no change, only loss.
+      topo.ip(['link', 'set', 'uplink', 'down'], topo.isp1);
+      const failedAt = latest();
+      await eventually(() => assert.ok(latest().wan2 - failedAt.wan2 >= 2 * MB, 'the backup path takes over'), 20_000);
+      const after = latest();
+      figures.push(`backup: wan2 ${idle} B while wan1 carried ${healthy.wan1 - joined.wan1} B; after wan1's ISP failed, wan2 ${after.wan2 - failedAt.wan2} B in ${(after.t - failedAt.t).toFixed(1)} s`);
+    } finally {
+      stream.client.stdin!.end();
+      topo.ip(['link', 'set', 'uplink', 'up'], topo.isp1);
+      topo.ip(['route', 'replace', 'default', 'via', '10.201.0.2', 'dev', 'uplink'], topo.isp1);
+    }
+    assert.equal(await d.stop(), 0);
+    d = undefined;
+    assert.deepEqual(endpoints(), []);
   });
 });
