@@ -62,15 +62,26 @@ export function mptcpFlagsFor(network: ManagedNetwork, specs: readonly NetworkSp
   return global ?? [];
 }
 
-/** One endpoint per address that gets a rule (same eligibility), on the network's device. */
+/** The network's table has a way beyond its link for the family: a default route or one via a gateway. */
+function reachesBeyondLink(plan: NetworkPlan, family: Family): boolean {
+  return plan.routes.some((r) => r.family === family && (r.dstLength === 0 || r.gateway !== undefined || r.nexthops !== undefined));
+}
+
+/**
+ * One endpoint per address that gets a rule (same eligibility), on the network's device,
+ * once the network's table can carry a subflow beyond the link. The kernel tries a new
+ * endpoint's subflows on open connections once, when it is added: an endpoint that came
+ * with the address, before the default route, would leave them without that subflow.
+ */
 export function wantedEndpoints(plans: readonly NetworkPlan[], flagsOf: (network: ManagedNetwork) => MptcpFlags): WantedEndpoint[] {
   const wanted = new Map<string, WantedEndpoint>();
   for (const plan of plans) {
     if (plan.link === undefined) continue;
     const flags = flagBits(flagsOf(plan.network));
     if (flags === 0) continue;
+    const routed = { 4: reachesBeyondLink(plan, 4), 6: reachesBeyondLink(plan, 6) };
     for (const address of plan.addresses) {
-      if (wanted.has(address.local)) continue;
+      if (wanted.has(address.local) || !routed[address.family]) continue;
       wanted.set(address.local, {
         family: address.family, address: address.local, flags, ifindex: plan.link.index, interfaceName: plan.network.interfaceName,
       });

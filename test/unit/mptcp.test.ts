@@ -9,7 +9,7 @@ import type { Endpoint, ManagedNetwork, MptcpLimits, OperationResult } from '../
 import type { NetworkPlan } from '../../src/policy/derive';
 import { flagBits, mptcpFlagsFor, planEndpoints, raisedLimits, wantedEndpoints, type WantedEndpoint } from '../../src/policy/endpoints';
 import { EndpointSync, type PathManager } from '../../src/reconcile/endpoints';
-import { FakeClock, NET1, NET2, WAN1, WAN2, addr, recordingLogger } from './fixtures';
+import { FakeClock, NET1, NET2, WAN1, WAN2, addr, ours, recordingLogger, route } from './fixtures';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,9 +73,12 @@ test('a network\'s flags: its mapping\'s override (by interface, id, type), else
   assert.deepEqual(mptcpFlagsFor(NET1, specs, undefined), []);
 });
 
+const defaultVia = (gateway: string, table: number, oif: number) =>
+  ours(route({ dst: gateway.includes(':') ? '::' : '0.0.0.0', dstLength: 0, gateway, oif }), table);
 const plans = (): NetworkPlan[] => [
-  { network: NET1, link: WAN1, addresses: [addr(3, '10.1.0.2'), addr(3, 'fd00:1::2')], rules: [], routes: [] },
-  { network: NET2, link: WAN2, addresses: [addr(4, '10.2.0.2')], rules: [], routes: [] },
+  { network: NET1, link: WAN1, addresses: [addr(3, '10.1.0.2'), addr(3, 'fd00:1::2')], rules: [],
+    routes: [defaultVia('10.1.0.1', 2000, 3), defaultVia('fe80::1', 2000, 3)] },
+  { network: NET2, link: WAN2, addresses: [addr(4, '10.2.0.2')], rules: [], routes: [defaultVia('10.2.0.1', 3000, 4)] },
   { network: lte, addresses: [], rules: [], routes: [] },
 ];
 const SUBFLOW = flagBits(['subflow']);
@@ -86,6 +89,10 @@ test('wanted endpoints: one per rule address, on its device, with its network\'s
     '10.1.0.2 2 3 wan1', 'fd00:1::2 2 3 wan1', '10.2.0.2 6 4 wan2',
   ]);
   assert.deepEqual(wantedEndpoints(plans(), (n) => (n === NET1 ? [] : ['subflow'])).map((w) => w.address), ['10.2.0.2']);
+  const onlyConnected = plans().map((p) => (p.network === NET1
+    ? { ...p, routes: [ours(route({ dst: '10.1.0.0', dstLength: 24, oif: 3, scope: 253 }), 2000), defaultVia('fe80::1', 2000, 3)] } : p));
+  assert.deepEqual(wantedEndpoints(onlyConnected, () => ['subflow']).map((w) => w.address), ['fd00:1::2', '10.2.0.2'],
+    'no IPv4 endpoint on wan1 until its table has a default route or a route via a gateway');
 });
 
 const ep = (id: number, address: string, flags = SUBFLOW, ifindex = 3): Endpoint =>
