@@ -277,6 +277,8 @@ export class Daemon extends EventEmitter implements DaemonControl {
       })),
       routes,
       state,
+      mptcpFlags: mptcpFlagsFor(network, this.config.networks, this.config.mptcp).join(',') || 'off',
+      endpoints: this.options.endpoints?.endpointsOf(network.interfaceName) ?? [],
     };
   }
 }

@@ -2,6 +2,7 @@
 // a poll (the kernel announces no endpoint changes), one sync at a time dumps the path
 // manager's endpoints, plans against what dynmhs wants and owns, and applies the change.
 import type { MptcpFlags } from '../config/types';
+import type { EndpointView } from '../control';
 import type { Logger } from '../log';
 import type { Endpoint, ManagedNetwork, MptcpLimits, OperationResult } from '../model';
 import type { NetworkPlan } from '../policy/derive';
@@ -32,15 +33,6 @@ export interface EndpointSyncOptions {
   readonly pollMs?: number;
   /** Called after a sync that changed what status shows. */
   readonly onChange?: () => void;
-}
-
-/** One endpoint as status reports show it. */
-export interface EndpointView {
-  readonly id: number;
-  readonly address: string;
-  readonly flags: string;
-  /** False: someone else's endpoint for a managed address, left alone. */
-  readonly own: boolean;
 }
 
 const DEFAULT_POLL_MS = 2_000;
