@@ -136,9 +136,14 @@ export class EndpointSync {
   private async sync(): Promise<void> {
     const { log } = this.options;
     const wanted = wantedEndpoints(this.plans, this.flagsOf);
+    const owned = this.owned ??= this.options.store.load();
+    // MPTCP off and nothing of ours left from an earlier run: no socket, no dump per pass.
+    if (wanted.length === 0 && owned.size === 0 && this.installed.size === 0) {
+      this.updateViews(wanted, []);
+      return;
+    }
     const pm = await this.open(wanted);
     if (pm === undefined) return;
-    const owned = this.owned ??= this.options.store.load();
     const present = await pm.endpoints();
     const plan = planEndpoints(wanted, present, owned);
     this.reportForeign(plan.foreign);
