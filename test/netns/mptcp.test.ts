@@ -4,175 +4,42 @@
 // Needs root (namespaces) and python3 (the MPTCP client and server).
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DaemonProcess, leftovers, startConverged } from '../helpers/daemon';
+import { MptcpTraffic, mptcpSkipReason, type KernelEndpoint, type Sample, type Stream, type Transfer } from '../helpers/mptcp';
 import { netnsSkipReason, README_NETS, SERVER4, SERVER6, Topology, WAN1, WAN2 } from '../helpers/netns';
 import { eventually, holdsFor } from '../helpers/wait';
 
-const python = spawnSync('python3', ['-c', 'import socket; socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262).close()']);
-const skip = netnsSkipReason() ?? (python.status === 0 ? undefined : 'python3 with MPTCP sockets is needed');
+const skip = netnsSkipReason() ?? mptcpSkipReason();
 
-const PORT = 5201;
 const MB = 1 << 20;
 /** Per transfer: enough that a path which carries data carries megabytes of it. */
 const TRANSFER = 16 * MB;
 const UPLINK_MBIT = 200;
 
-// Reads until EOF and answers with the byte count, one connection after another.
-const SERVER = `
-import socket, sys
-for host in sys.argv[1:]:
-    pass
-def serve(fam, host):
-    s = socket.socket(fam, socket.SOCK_STREAM, 262)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((host, ${PORT}))
-    s.listen(8)
-    return s
-import selectors
-sel = selectors.DefaultSelector()
-for host in sys.argv[1:]:
-    sel.register(serve(socket.AF_INET6 if ':' in host else socket.AF_INET, host), selectors.EVENT_READ)
-print('ready', flush=True)
-while True:
-    for key, _ in sel.select():
-        c, _ = key.fileobj.accept()
-        total = 0
-        while True:
-            b = c.recv(1 << 16)
-            if not b: break
-            total += len(b)
-        c.sendall(str(total).encode())
-        c.close()
-`;
-
-// Connects, sends, records the subflows (ss) after the first megabyte, reads the count back.
-const CLIENT = `
-import socket, sys, time, subprocess, json
-host, size = sys.argv[1], int(sys.argv[2])
-s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_STREAM, 262)
-s.connect((host, ${PORT}))
-chunk = b'x' * (1 << 16)
-sent = 0
-ss = None
-while sent < size:
-    sent += s.send(chunk[:min(len(chunk), size - sent)])
-    # Extra subflows join once the connection is fully established, after the first data.
-    if ss is None and sent >= (1 << 20):
-        time.sleep(0.3)
-        ss = subprocess.run(['ss', '-tnH', 'state', 'established', 'dst', host + ('/128' if ':' in host else '/32')], capture_output=True, text=True).stdout
-s.shutdown(socket.SHUT_WR)
-echo = b''
-while True:
-    b = s.recv(100)
-    if not b: break
-    echo += b
-print(json.dumps({'sent': sent, 'received': int(echo or b'0'), 'ss': ss}))
-`;
-
-/** As `ip -j mptcp endpoint show` prints it: each flag a boolean key. */
-// Sends until stdin closes; every 200 ms prints the subflows (ss) and the uplinks' tx counters.
-const STREAM = `
-import socket, sys, time, subprocess, json, select, os
-host = sys.argv[1]
-s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_STREAM, 262)
-s.connect((host, ${PORT}))
-chunk = b'x' * (1 << 16)
-sent = 0
-start = time.time()
-due = start
-def tx(name):
-    with open('/sys/class/net/%s/statistics/tx_bytes' % name) as f: return int(f.read())
-while True:
-    r, w, _ = select.select([sys.stdin], [s], [], 0.05)
-    if r and os.read(sys.stdin.fileno(), 100) == b'': break
-    if w: sent += s.send(chunk)
-    if time.time() >= due:
-        due += 0.2
-        ss = subprocess.run(['ss', '-tnH', 'state', 'established', 'dst', host + '/32'], capture_output=True, text=True).stdout
-        print(json.dumps({'t': time.time() - start, 'ss': ss, 'wan1': tx('wan1'), 'wan2': tx('wan2')}), flush=True)
-s.shutdown(socket.SHUT_WR)
-echo = b''
-while True:
-    b = s.recv(100)
-    if not b: break
-    echo += b
-print(json.dumps({'sent': sent, 'received': int(echo or b'0')}), flush=True)
-`;
-
-interface KernelEndpoint { id: number; address: string; dev?: string; [flag: string]: unknown }
-const FLAGS = ['signal', 'subflow', 'backup', 'fullmesh', 'implicit'];
-interface Sample { t: number; sources: string[]; wan1: number; wan2: number }
-
-/** Source addresses of `ss -tnH` lines ("10.102.0.2%wan2:40000", "[fd00:101::2]:40000"), sorted. */
-function sourcesOf(ss: string): string[] {
-  return ss.trim().split('\n').filter((l) => l !== '')
-    .map((line) => line.trim().split(/\s+/)[2]!.replace(/:\d+$/, '').replace(/[[\]]/g, '').replace(/%.*$/, '')).sort();
-}
-
-interface Transfer { sent: number; received: number; subflowSources: string[]; bytes: Record<'wan1' | 'wan2', number> }
-
 describe('MPTCP endpoints for managed addresses', { skip }, () => {
   let topo: Topology;
+  let traffic: MptcpTraffic;
   let dir: string;
-  let server: ChildProcess | undefined;
   let d: DaemonProcess | undefined;
   const figures: string[] = [];
 
-  const endpoints = (): KernelEndpoint[] => JSON.parse(topo.ip(['-j', 'mptcp', 'endpoint', 'show']) || '[]') as KernelEndpoint[];
-  const endpointKeys = (): string[] => endpoints().map((e) => `${e.address} ${FLAGS.filter((f) => e[f] === true).join(',')} ${e.dev ?? '-'}`).sort();
-  const txBytes = (ifName: string): number => Number(topo.exec('cat', [`/sys/class/net/${ifName}/statistics/tx_bytes`]).trim());
-
-  function transfer(target: string): Transfer {
-    const before = { wan1: txBytes('wan1'), wan2: txBytes('wan2') };
-    const result = spawnSync('ip', ['netns', 'exec', topo.host, 'python3', join(dir, 'client.py'), target, String(TRANSFER)],
-      { encoding: 'utf8', timeout: 60_000 });
-    assert.equal(result.status, 0, `client failed: ${result.stderr}`);
-    const out = JSON.parse(result.stdout) as { sent: number; received: number; ss: string };
-    const subflowSources = sourcesOf(out.ss);
-    return { sent: out.sent, received: out.received, subflowSources, bytes: { wan1: txBytes('wan1') - before.wan1, wan2: txBytes('wan2') - before.wan2 } };
-  }
-
-  function startStream(): { samples: Sample[]; client: ChildProcess; exited: Promise<number | null>; last?: { sent: number; received: number } } {
-    const client = spawn('ip', ['netns', 'exec', topo.host, 'python3', join(dir, 'stream.py'), SERVER4], { stdio: ['pipe', 'pipe', 'inherit'] });
-    const samples: Sample[] = [];
-    const stream: ReturnType<typeof startStream> = { samples, client, exited: new Promise((resolve) => client.once('exit', (code) => resolve(code))) };
-    let buffer = '';
-    client.stdout!.on('data', (data: Buffer) => {
-      buffer += data.toString();
-      const lines = buffer.split('\n');
-      buffer = lines.pop()!;
-      for (const line of lines) {
-        const value = JSON.parse(line) as { t: number; ss?: string; wan1: number; wan2: number; sent?: number; received?: number };
-        if (value.ss !== undefined) samples.push({ t: value.t, sources: sourcesOf(value.ss), wan1: value.wan1, wan2: value.wan2 });
-        else stream.last = { sent: value.sent!, received: value.received! };
-      }
-    });
-    return stream;
-  }
+  const endpoints = (): KernelEndpoint[] => traffic.endpoints();
+  const endpointKeys = (): string[] => traffic.endpointKeys();
+  const transfer = (target: string): Transfer => traffic.transfer(target, TRANSFER);
+  const startStream = (): Stream => traffic.stream();
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), `dynmhs-mptcp-${process.pid}-`));
-    writeFileSync(join(dir, 'server.py'), SERVER);
-    writeFileSync(join(dir, 'client.py'), CLIENT);
-    writeFileSync(join(dir, 'stream.py'), STREAM);
+    dir = mkdtempSync(join(tmpdir(), `dynmhs-mptcp-state-${process.pid}-`));
     topo = Topology.create();
-    // Uplinks of a real host's speed: on unlimited veths one path can take nearly everything,
-    // and the scheduler has no reason to use the second.
-    for (const ifName of ['wan1', 'wan2']) topo.exec('tc', ['qdisc', 'add', 'dev', ifName, 'root', 'tbf', 'rate', `${UPLINK_MBIT}mbit`, 'burst', '64kb', 'latency', '50ms']);
-    server = spawn('ip', ['netns', 'exec', topo.inet, 'python3', join(dir, 'server.py'), SERVER4, SERVER6], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise<void>((resolve, reject) => {
-      server!.stdout!.once('data', () => resolve());
-      server!.once('exit', (code) => reject(new Error(`server exited (${code})`)));
-    });
+    traffic = await MptcpTraffic.start(topo, UPLINK_MBIT);
   });
   after(() => {
     d?.killNow();
-    if (server?.pid !== undefined && server.exitCode === null) server.kill('SIGKILL');
+    traffic?.stop();
     topo?.destroy();
     if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
     if (figures.length > 0) process.stdout.write(`# MPTCP transfer figures (${TRANSFER} bytes each):\n${figures.map((f) => `#   ${f}\n`).join('')}`);
@@ -305,6 +172,7 @@ describe('MPTCP endpoints for managed addresses', { skip }, () => {
       topo.ip(['link', 'set', 'uplink', 'up'], topo.isp1);
       topo.ip(['route', 'replace', 'default', 'via', '10.201.0.2', 'dev', 'uplink'], topo.isp1);
     }
+    assert.equal(await stream.exited, 0);
     assert.equal(await d.stop(), 0);
     d = undefined;
     assert.deepEqual(endpoints(), []);
