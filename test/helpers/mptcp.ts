@@ -5,7 +5,15 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SERVER4, SERVER6, type Topology } from './netns';
+import { run, SERVER4, SERVER6 } from './netns';
+
+/** The namespaces traffic runs between (a Topology, or a manager testbed's host and internet). */
+export interface MptcpHosts {
+  /** Has wan1 and wan2; the clients run here. */
+  readonly host: string;
+  /** The server runs here, on SERVER4 and SERVER6. */
+  readonly inet: string;
+}
 
 /** Why MPTCP traffic cannot run here, or undefined when it can. */
 export function mptcpSkipReason(): string | undefined {
@@ -116,17 +124,17 @@ export interface Stream {
 }
 
 export class MptcpTraffic {
-  private constructor(private readonly topo: Topology, private readonly dir: string, private readonly server: ChildProcess) {}
+  private constructor(private readonly topo: MptcpHosts, private readonly dir: string, private readonly server: ChildProcess) {}
 
   /** Limits the host's uplinks to `uplinkMbit` (tbf) and starts the server on SERVER4 and SERVER6. */
-  static async start(topo: Topology, uplinkMbit: number): Promise<MptcpTraffic> {
+  static async start(topo: MptcpHosts, uplinkMbit: number): Promise<MptcpTraffic> {
     const dir = mkdtempSync(join(tmpdir(), `dynmhs-mptcp-${process.pid}-`));
     writeFileSync(join(dir, 'server.py'), SERVER);
     writeFileSync(join(dir, 'client.py'), CLIENT);
     writeFileSync(join(dir, 'stream.py'), STREAM);
     // Uplinks of a real host's speed: on unlimited veths one path can take nearly everything,
     // and the scheduler has no reason to use the second.
-    for (const ifName of ['wan1', 'wan2']) topo.exec('tc', ['qdisc', 'add', 'dev', ifName, 'root', 'tbf', 'rate', `${uplinkMbit}mbit`, 'burst', '64kb', 'latency', '50ms']);
+    for (const ifName of ['wan1', 'wan2']) run('tc', ['-n', topo.host, 'qdisc', 'add', 'dev', ifName, 'root', 'tbf', 'rate', `${uplinkMbit}mbit`, 'burst', '64kb', 'latency', '50ms']);
     const server = spawn('ip', ['netns', 'exec', topo.inet, 'python3', join(dir, 'server.py'), SERVER4, SERVER6], { stdio: ['ignore', 'pipe', 'inherit'] });
     const traffic = new MptcpTraffic(topo, dir, server);
     try {
@@ -147,7 +155,7 @@ export class MptcpTraffic {
   }
 
   endpoints(): KernelEndpoint[] {
-    return JSON.parse(this.topo.ip(['-j', 'mptcp', 'endpoint', 'show']) || '[]') as KernelEndpoint[];
+    return JSON.parse(run('ip', ['-n', this.topo.host, '-j', 'mptcp', 'endpoint', 'show']) || '[]') as KernelEndpoint[];
   }
 
   /** "ADDRESS FLAGS DEV", sorted. */
@@ -156,7 +164,7 @@ export class MptcpTraffic {
   }
 
   txBytes(ifName: string): number {
-    return Number(this.topo.exec('cat', [`/sys/class/net/${ifName}/statistics/tx_bytes`]).trim());
+    return Number(run('ip', ['netns', 'exec', this.topo.host, 'cat', `/sys/class/net/${ifName}/statistics/tx_bytes`]).trim());
   }
 
   /** Sends `size` bytes to `target` over one MPTCP connection; throws when the client fails. */
