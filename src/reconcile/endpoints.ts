@@ -114,6 +114,18 @@ export class EndpointSync {
     }
   }
 
+  /**
+   * Stops syncing and leaves every endpoint and the record as they are: a successor
+   * (a restart) adopts them, so open connections keep their subflows.
+   */
+  async release(): Promise<void> {
+    this.stopped = true;
+    if (this.pollTimer !== undefined) this.clock.clearTimeout(this.pollTimer);
+    await this.idle();
+    this.pm?.close();
+    this.pm = undefined;
+  }
+
   private async loop(): Promise<void> {
     while (this.dirty && !this.stopped) {
       this.dirty = false;

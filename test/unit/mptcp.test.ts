@@ -208,3 +208,17 @@ test('sync: a record from an earlier run makes its endpoints ours (kept, or remo
   assert.deepEqual([...pm.table.keys()].sort((a, b) => a - b), [12, 60]);
   assert.equal(saved.at(-1), '[]');
 });
+
+test('sync: release (a restart\'s hand-over) leaves the endpoints and the record for the successor', async () => {
+  const { pm, sync, saved } = syncSetup();
+  sync.update(plans(), () => ['subflow']);
+  await sync.idle();
+  const before = [...pm.table.keys()];
+  const records = saved.length;
+  await sync.release();
+  assert.deepEqual([...pm.table.keys()], before);
+  assert.equal(saved.length, records, 'the record is not rewritten');
+  sync.markDirty();
+  await sync.idle();
+  assert.deepEqual([...pm.table.keys()], before, 'no sync after release');
+});
