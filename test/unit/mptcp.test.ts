@@ -9,6 +9,9 @@ import type { Endpoint, ManagedNetwork, MptcpLimits, OperationResult } from '../
 import type { NetworkPlan } from '../../src/policy/derive';
 import { flagBits, mptcpFlagsFor, planEndpoints, raisedLimits, wantedEndpoints, type WantedEndpoint } from '../../src/policy/endpoints';
 import { EndpointSync, type PathManager } from '../../src/reconcile/endpoints';
+import { Daemon } from '../../src/daemon';
+import { FakeKernel } from '../../src/kernel/fake';
+import type { Config } from '../../src/config/types';
 import { FakeClock, NET1, NET2, WAN1, WAN2, addr, ours, recordingLogger, route } from './fixtures';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -221,4 +224,39 @@ test('sync: release (a restart\'s hand-over) leaves the endpoints and the record
   sync.markDirty();
   await sync.idle();
   assert.deepEqual([...pm.table.keys()], before, 'no sync after release');
+});
+
+test('the daemon: endpoints follow its passes, status shows them, a reload that turns MPTCP off removes them', async () => {
+  const kernel = new FakeKernel();
+  kernel.addLink(WAN1); kernel.addLink(WAN2);
+  kernel.addAddress(addr(3, '10.1.0.2')); kernel.addAddress(addr(4, '10.2.0.2'));
+  kernel.addRoute(route({ dst: '0.0.0.0', dstLength: 0, gateway: '10.1.0.1', oif: 3, metric: 200 }));
+  kernel.addRoute(route({ dst: '0.0.0.0', dstLength: 0, gateway: '10.2.0.1', oif: 4, metric: 300 }));
+  const base: Config = {
+    networks: [
+      { match: 'interface', value: 'wan1', table: 2000, definedAt: 'test' },
+      { match: 'interface', value: 'wan2', table: 3000, definedAt: 'test', mptcp: ['subflow', 'backup'] },
+    ],
+    logLevel: 2, logColor: false, source: 'static', include: [], exclude: [],
+    tableRange: { first: 10000, last: 19999 }, stateDirectory: '/nonexistent', tableIdleSeconds: 86400, dbus: false,
+  };
+  let config: Config = { ...base, mptcp: ['subflow'] };
+  const { pm, sync } = syncSetup();
+  pm.table.set(40, ep(40, '10.9.9.9'));
+  const daemon = new Daemon({ kernel, log: recordingLogger(), config, loadConfig: () => config, version: 'test', clock: new FakeClock(), endpoints: sync });
+  await daemon.start();
+  await daemon.settled();
+  assert.deepEqual([...pm.table.values()].map((e) => `${e.address} ${e.flags} ${e.ifindex}`).sort(), ['10.1.0.2 2 3', '10.2.0.2 6 4', '10.9.9.9 2 3']);
+  const [wan1, wan2] = daemon.status().networks;
+  assert.equal(wan1!.mptcpFlags, 'subflow');
+  assert.deepEqual(wan1!.endpoints, [{ id: 1, address: '10.1.0.2', flags: 'subflow', own: true }]);
+  assert.equal(wan2!.mptcpFlags, 'subflow,backup');
+  assert.deepEqual(wan2!.endpoints, [{ id: 2, address: '10.2.0.2', flags: 'subflow,backup', own: true }]);
+
+  config = base;
+  await daemon.reload();
+  await daemon.settled();
+  assert.deepEqual([...pm.table.values()].map((e) => e.address).sort(), ['10.2.0.2', '10.9.9.9'], 'wan1 off; wan2 keeps its override');
+  await daemon.stop();
+  assert.deepEqual([...pm.table.values()].map((e) => e.address), ['10.9.9.9'], 'only the foreign endpoint is left');
 });
