@@ -56,6 +56,8 @@ export class EndpointSync {
   private reported = new Set<string>();
   private views = new Map<string, EndpointView[]>();
   private signature = '';
+  /** How many endpoints were wanted when the limits were last checked. */
+  private limitsCheckedFor = -1;
 
   constructor(private readonly options: EndpointSyncOptions) {
     this.clock = options.clock ?? systemClock;
@@ -205,8 +207,14 @@ export class EndpointSync {
     if (changed) this.save();
     this.installed = new Set(inPlace.values());
     this.restores.prune(now);
-    await this.raiseLimits(pm, wanted);
-    this.updateViews(wanted, await pm.endpoints());
+    // A poll that found everything in place costs one dump: nothing else can have changed.
+    const touched = plan.remove.length > 0 || plan.add.length > 0;
+    const wantedCount = wanted.length;
+    if (touched || wantedCount !== this.limitsCheckedFor) {
+      await this.raiseLimits(pm, wanted);
+      this.limitsCheckedFor = wantedCount;
+    }
+    this.updateViews(wanted, touched ? await pm.endpoints() : present);
     if (retryIn > 0) this.clock.setTimeout(() => this.markDirty(), retryIn);
   }
 
