@@ -9,8 +9,9 @@ import type { NetworkPlan } from './derive';
 
 /** The kernel's highest endpoint id (MPTCP_PM_MAX_ADDR_ID). */
 export const MAX_ENDPOINT_ID = 255;
-/** The kernel's highest accepted value of either limit (MPTCP_PM_ADDR_MAX). */
+/** The kernel's highest accepted value of either limit, and its most endpoints (MPTCP_PM_ADDR_MAX). */
 export const MAX_LIMIT = 8;
+export const MAX_ENDPOINTS = 8;
 
 export interface WantedEndpoint {
   readonly family: Family;
@@ -30,6 +31,8 @@ export interface EndpointPlan {
   readonly add: readonly (Endpoint & { readonly interfaceName: string })[];
   /** Addresses that already have someone else's endpoint: never touched, reported. */
   readonly foreign: readonly { readonly wanted: WantedEndpoint; readonly present: Endpoint }[];
+  /** Wanted, but the kernel has room for no more endpoints (MAX_ENDPOINTS in all): reported. */
+  readonly noRoom: readonly WantedEndpoint[];
 }
 
 export function flagBits(flags: MptcpFlags): number {
@@ -72,22 +75,34 @@ function reachesBeyondLink(plan: NetworkPlan, family: Family): boolean {
  * once the network's table can carry a subflow beyond the link. The kernel tries a new
  * endpoint's subflows on open connections once, when it is added: an endpoint that came
  * with the address, before the default route, would leave them without that subflow.
+ *
+ * In an order that shares the kernel's few endpoints (MAX_ENDPOINTS) fairly: the first
+ * address of each network and family, then the second of each, and so on, so a network
+ * with many addresses cannot leave another without any.
  */
 export function wantedEndpoints(plans: readonly NetworkPlan[], flagsOf: (network: ManagedNetwork) => MptcpFlags): WantedEndpoint[] {
-  const wanted = new Map<string, WantedEndpoint>();
+  const lists: WantedEndpoint[][] = [];
+  const seen = new Set<string>();
   for (const plan of plans) {
     if (plan.link === undefined) continue;
     const flags = flagBits(flagsOf(plan.network));
     if (flags === 0) continue;
-    const routed = { 4: reachesBeyondLink(plan, 4), 6: reachesBeyondLink(plan, 6) };
-    for (const address of plan.addresses) {
-      if (wanted.has(address.local) || !routed[address.family]) continue;
-      wanted.set(address.local, {
-        family: address.family, address: address.local, flags, ifindex: plan.link.index, interfaceName: plan.network.interfaceName,
-      });
+    for (const family of [4, 6] as const) {
+      if (!reachesBeyondLink(plan, family)) continue;
+      const list: WantedEndpoint[] = [];
+      for (const address of plan.addresses) {
+        if (address.family !== family || seen.has(address.local)) continue;
+        seen.add(address.local);
+        list.push({ family, address: address.local, flags, ifindex: plan.link.index, interfaceName: plan.network.interfaceName });
+      }
+      lists.push(list);
     }
   }
-  return [...wanted.values()];
+  const wanted: WantedEndpoint[] = [];
+  for (let rank = 0; lists.some((list) => rank < list.length); rank++) {
+    for (const list of lists) if (rank < list.length) wanted.push(list[rank]!);
+  }
+  return wanted;
 }
 
 /** True when the endpoint is one dynmhs made: its id is recorded with this very address. */
@@ -126,14 +141,21 @@ export function planEndpoints(wanted: readonly WantedEndpoint[], present: readon
 
   const taken = new Set<number>([...present.map((e) => e.id), ...owned.keys()]);
   const add: (Endpoint & { interfaceName: string })[] = [];
+  const noRoom: WantedEndpoint[] = [];
+  let used = present.length - remove.length;
   let next = 1;
   for (const want of toAdd) {
+    // A user endpoint takes the place of the kernel's implicit one for its address.
+    const there = presentByAddress.get(want.address);
+    const replacesImplicit = there !== undefined && !removed.has(there.id);
+    if (!replacesImplicit && used >= MAX_ENDPOINTS) { noRoom.push(want); continue; }
     while (next <= MAX_ENDPOINT_ID && taken.has(next)) next++;
-    if (next > MAX_ENDPOINT_ID) break;
+    if (next > MAX_ENDPOINT_ID) { noRoom.push(want); continue; }
+    if (!replacesImplicit) used++;
     taken.add(next);
     add.push({ id: next, family: want.family, address: want.address, flags: want.flags, ifindex: want.ifindex, port: 0, interfaceName: want.interfaceName });
   }
-  return { wanted, kept, remove, add, foreign };
+  return { wanted, kept, remove, add, foreign, noRoom };
 }
 
 /**

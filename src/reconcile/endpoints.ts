@@ -6,7 +6,7 @@ import type { EndpointView } from '../control';
 import type { Logger } from '../log';
 import type { Endpoint, ManagedNetwork, MptcpLimits, OperationResult } from '../model';
 import type { NetworkPlan } from '../policy/derive';
-import { flagNames, planEndpoints, raisedLimits, wantedEndpoints, type WantedEndpoint } from '../policy/endpoints';
+import { flagNames, MAX_ENDPOINTS, planEndpoints, raisedLimits, wantedEndpoints, type WantedEndpoint } from '../policy/endpoints';
 import { Backoff, systemClock, type Clock } from './limiter';
 
 /** What the sync needs of the path manager (kernel/mptcp.ts; a fake in unit tests). */
@@ -160,7 +160,7 @@ export class EndpointSync {
     if (pm === undefined) return;
     const present = await pm.endpoints();
     const plan = planEndpoints(wanted, present, owned);
-    this.reportForeign(plan.foreign);
+    this.reportForeign(plan.foreign, plan.noRoom);
 
     const inPlace = new Map<number, string>(plan.kept.map((e) => [e.id, e.address]));
     for (const endpoint of plan.remove) {
@@ -245,8 +245,16 @@ export class EndpointSync {
     }
   }
 
-  private reportForeign(foreign: readonly { wanted: WantedEndpoint; present: Endpoint }[]): void {
+  /** Each foreign endpoint and each address without room, once while it lasts. */
+  private reportForeign(foreign: readonly { wanted: WantedEndpoint; present: Endpoint }[], noRoom: readonly WantedEndpoint[]): void {
     const seen = new Set<string>();
+    for (const wanted of noRoom) {
+      const key = `no room ${wanted.address}`;
+      seen.add(key);
+      if (!this.reported.has(key)) {
+        this.options.log.warning(`No MPTCP endpoint for ${wanted.address} (${wanted.interfaceName}): the kernel holds at most ${MAX_ENDPOINTS} endpoints, and that many are in place`);
+      }
+    }
     for (const { wanted, present } of foreign) {
       const key = `${present.id} ${present.address} ${present.flags}`;
       seen.add(key);

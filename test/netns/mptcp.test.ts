@@ -4,6 +4,7 @@
 // Needs root (namespaces) and python3 (the MPTCP client and server).
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -143,6 +144,32 @@ describe('MPTCP endpoints for managed addresses', { skip }, () => {
     assert.deepEqual(endpoints().map((e) => `${e.id} ${e.address}`), [`77 ${WAN2.v6}`], 'only the foreign endpoint is left');
     assert.deepEqual(leftovers(topo), []);
     topo.ip(['mptcp', 'endpoint', 'delete', 'id', '77']);
+  });
+
+  it('the kernel holds 8 endpoints: addresses beyond that are reported once, not retried in a loop', async () => {
+    const extra = [10, 11, 12, 13, 14, 15].map((n) => `10.101.0.${n}`);
+    for (const address of extra) topo.ip(['addr', 'add', `${address}/24`, 'dev', 'wan1']);
+    try {
+      d = await startConverged(topo, README_NETS, ['--loglevel', '1', '--state-directory', dir, '--mptcp', 'subflow']);
+      await eventually(() => assert.equal(endpoints().length, 8), 10_000);
+      await d.waitForOutput(/No MPTCP endpoint for [0-9a-f.:]+ \(wan1\): the kernel holds at most 8 endpoints/, 5000);
+      for (const key of [`${WAN2.v4} subflow wan2`, `${WAN2.v6} subflow wan2`, `${WAN1.v4} subflow wan1`, `${WAN1.v6} subflow wan1`]) {
+        assert.ok(endpointKeys().includes(key), `wan1's many addresses leave room for ${key}: ${endpointKeys().join('; ')}`);
+      }
+      await holdsFor(() => assert.equal(endpoints().length, 8), 4500, 250);
+      const output = d.output();
+      assert.equal(output.match(/No MPTCP endpoint for/g)?.length, 2, 'two addresses without room, each reported once');
+      assert.doesNotMatch(output, /Adding MPTCP endpoint .* failed/);
+      for (const address of extra) topo.ip(['addr', 'del', `${address}/24`, 'dev', 'wan1']);
+      await eventually(() => assert.deepEqual(endpointKeys(), [
+        `${WAN1.v4} subflow wan1`, `${WAN2.v4} subflow wan2`, `${WAN1.v6} subflow wan1`, `${WAN2.v6} subflow wan2`,
+      ].sort()), 10_000);
+      assert.equal(await d.stop(), 0);
+      d = undefined;
+      assert.deepEqual(endpoints(), []);
+    } finally {
+      for (const address of extra) spawnSync('ip', ['-n', topo.host, 'addr', 'del', `${address}/24`, 'dev', 'wan1']);
+    }
   });
 
   it('a backup network (wan2:3000:mptcp=subflow,backup) carries data only when the other path fails', async () => {

@@ -91,10 +91,13 @@ test('wanted endpoints: one per rule address, on its device, with its network\'s
   assert.deepEqual(wanted.map((w) => `${w.address} ${w.flags} ${w.ifindex} ${w.interfaceName}`), [
     '10.1.0.2 2 3 wan1', 'fd00:1::2 2 3 wan1', '10.2.0.2 6 4 wan2',
   ]);
+  const many = plans().map((p) => (p.network === NET1 ? { ...p, addresses: [addr(3, '10.1.0.2'), addr(3, '10.1.0.3'), addr(3, '10.1.0.4'), addr(3, 'fd00:1::2')] } : p));
+  assert.deepEqual(wantedEndpoints(many, () => ['subflow']).map((w) => w.address),
+    ['10.1.0.2', 'fd00:1::2', '10.2.0.2', '10.1.0.3', '10.1.0.4'], 'the first address of each network and family first');
   assert.deepEqual(wantedEndpoints(plans(), (n) => (n === NET1 ? [] : ['subflow'])).map((w) => w.address), ['10.2.0.2']);
   const onlyConnected = plans().map((p) => (p.network === NET1
     ? { ...p, routes: [ours(route({ dst: '10.1.0.0', dstLength: 24, oif: 3, scope: 253 }), 2000), defaultVia('fe80::1', 2000, 3)] } : p));
-  assert.deepEqual(wantedEndpoints(onlyConnected, () => ['subflow']).map((w) => w.address), ['fd00:1::2', '10.2.0.2'],
+  assert.deepEqual(wantedEndpoints(onlyConnected, () => ['subflow']).map((w) => w.address).sort(), ['10.2.0.2', 'fd00:1::2'],
     'no IPv4 endpoint on wan1 until its table has a default route or a route via a gateway');
 });
 
@@ -119,6 +122,16 @@ test('endpoint plan: own ones kept or replaced, foreign ones left, the kernel\'s
   assert.deepEqual(plan.foreign.map((f) => f.present.id), [3]);
   assert.deepEqual(plan.add.map((e) => `${e.id} ${e.address} ${e.flags}`), ['8 10.2.0.2 6', '9 10.4.0.2 2', '10 10.8.0.2 2'],
     'ids taken by the kernel or recorded as ours (7, and 5 though its address differs) are skipped');
+});
+
+test('endpoint plan: the kernel holds at most 8 endpoints; what does not fit is reported, an implicit one is replaced in place', () => {
+  const present = [ep(1, '10.0.0.1', 1), ep(2, '10.0.0.2', 1), ep(3, '10.0.0.3', 1), ep(4, '10.0.0.4', 1), ep(5, '10.0.0.5', 1),
+    ep(6, '10.4.0.2', 16), ep(7, '10.7.0.2'), ep(8, '10.8.0.2')];
+  const owned = new Map([[7, '10.7.0.2'], [8, '10.8.0.2']]);
+  const plan = planEndpoints([want('10.4.0.2'), want('10.7.0.2'), want('10.9.0.2'), want('10.10.0.2')], present, owned);
+  assert.deepEqual(plan.add.map((e) => `${e.id} ${e.address}`), ['9 10.4.0.2', '10 10.9.0.2'], 'the implicit one is replaced; 10.8.0.2 goes and makes room for one');
+  assert.deepEqual(plan.remove.map((e) => e.id), [8]);
+  assert.deepEqual(plan.noRoom.map((w) => w.address), ['10.10.0.2']);
 });
 
 test('limits: raised to what the endpoints need, capped at the kernel\'s 8, never lowered', () => {
