@@ -11,9 +11,9 @@ import {
 import type { Kernel } from './kernel/types';
 import type { Logger } from './log';
 import { DYNMHS_PROTOCOL, type ManagedNetwork, type Observed, type Origin } from './model';
-import { desiredOf, type NetworkPlan } from './policy/derive';
-import { diff } from './reconcile/diff';
+import type { NetworkPlan } from './policy/derive';
 import type { Clock } from './reconcile/limiter';
+import { removeEverythingOurs } from './reconcile/cleanup';
 import { Reconciler, type PassResult } from './reconcile/loop';
 import type { EndpointSync } from './reconcile/endpoints';
 import { mptcpFlagsFor } from './policy/endpoints';
@@ -102,12 +102,9 @@ export class Daemon extends EventEmitter implements DaemonControl {
     }
     await this.reconciler.stop();
     await this.options.endpoints?.stop();
-    const { operations } = diff(desiredOf([], []), kernel.observed());
-    const results = await kernel.apply(operations);
-    const failed = results.filter((r) => !r.ok).length;
-    const rules = operations.filter((op) => op.kind === 'delete-rule').length;
-    log.info(`Removed ${rules} rule${rules === 1 ? '' : 's'} and ${operations.length - rules} route${operations.length - rules === 1 ? '' : 's'}`
-      + (failed > 0 ? `; ${failed} could not be removed` : ''));
+    const { rules, routes, left } = await removeEverythingOurs(kernel, log);
+    log.info(`Removed ${rules} rule${rules === 1 ? '' : 's'} and ${routes} route${routes === 1 ? '' : 's'}`
+      + (left > 0 ? `; ${left} could not be removed` : ''));
     await kernel.stop();
   }
 

@@ -12,6 +12,7 @@ import type { Writable } from 'node:stream';
 import type * as Winston from 'winston';
 import type { LogLevel } from './config/types';
 import { LOG_LEVEL_NAMES } from './config/types';
+import { PATH_SHOWN_MAX, quoted } from './config/errors';
 
 export interface Logger {
   trace(message: string): void;
@@ -104,6 +105,7 @@ function describeOpenError(error: NodeJS.ErrnoException): string {
     case 'EISDIR': return 'it is a directory (EISDIR)';
     case 'EROFS': return 'read-only file system (EROFS)';
     case 'ENOTDIR': return 'a component of its path is not a directory (ENOTDIR)';
+    case 'ENAMETOOLONG': return 'the path is too long (ENAMETOOLONG)';
     default: return error.message;
   }
 }
@@ -114,7 +116,7 @@ function openForAppend(file: string): number {
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
     throw new LogFileError(file, e.code,
-      `cannot open log file "${file}" for appending: ${describeOpenError(e)}; create its directory, fix its permissions or choose another --logfile/LOGFILE`);
+      `cannot open log file ${quoted(file, PATH_SHOWN_MAX)} for appending: ${describeOpenError(e)}; create its directory, fix its permissions or choose another --logfile/LOGFILE`);
   }
 }
 

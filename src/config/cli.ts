@@ -4,7 +4,7 @@
 //   -network eth0:2000     (a long name after a single dash)
 //   --net eth0:2000        (an unambiguous prefix of a long name)
 // "--" ends the options; dynmhs takes no positional arguments.
-import { UsageError } from './errors';
+import { printable, quoted, UsageError } from './errors';
 
 export type OptionId =
   | 'network' | 'interface' | 'config' | 'loglevel' | 'logfile' | 'logcolor'
@@ -60,14 +60,14 @@ function findLong(name: string, typed: string): OptionSpec | undefined {
 }
 
 const unknown = (typed: string): UsageError =>
-  new UsageError(`${typed}: unknown option; see --help for the accepted options`);
+  new UsageError(`${printable(typed)}: unknown option; see --help for the accepted options`);
 
 export function tokenize(argv: readonly string[]): Occurrence[] {
   const found: Occurrence[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--') {
-      if (i + 1 < argv.length) throw new UsageError(`"${argv[i + 1]}": unexpected argument; dynmhs takes options only, see --help`);
+      if (i + 1 < argv.length) throw new UsageError(`${quoted(argv[i + 1])}: unexpected argument; dynmhs takes options only, see --help`);
       break;
     }
     let spec: OptionSpec | undefined;
@@ -99,11 +99,11 @@ export function tokenize(argv: readonly string[]): Occurrence[] {
         }
       }
     } else {
-      throw new UsageError(`"${arg}": unexpected argument; dynmhs takes options only (did you mean --network ${arg}?)`);
+      throw new UsageError(`${quoted(arg)}: unexpected argument; dynmhs takes options only (did you mean --network ${printable(arg)}?)`);
     }
 
     if (spec.arg === undefined) {
-      if (inline !== undefined) throw new UsageError(`${typed}: takes no value, but got "${inline}"`);
+      if (inline !== undefined) throw new UsageError(`${typed}: takes no value, but got ${quoted(inline)}`);
       found.push({ spec, typed });
       continue;
     }

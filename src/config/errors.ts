@@ -46,3 +46,21 @@ export class ValueError extends Error {
     this.name = 'ValueError';
   }
 }
+
+/** The most of a user's value a message shows: a 1 MiB line must not come back whole. */
+export const SHOWN_MAX = 64;
+
+/** A file name is shown in full up to this length: Linux paths are at most 4,096 bytes, but the usual ones far shorter. */
+export const PATH_SHOWN_MAX = 256;
+
+/** For messages: control characters shown as \xNN, cut to `max` characters. */
+export function printable(value: string, max = SHOWN_MAX): string {
+  // eslint-disable-next-line no-control-regex
+  const shown = value.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return shown.length > max ? `${shown.slice(0, max)}…` : shown;
+}
+
+/** A user's value in a message: printable() in double quotes. */
+export function quoted(value: string, max = SHOWN_MAX): string {
+  return `"${printable(value, max)}"`;
+}

@@ -17,7 +17,7 @@
 //   keeps its '#'), with trailing blanks removed.
 // - The file must be UTF-8 text: a NUL byte or invalid UTF-8 is reported with its line.
 import * as fs from 'node:fs';
-import { ConfigFileError } from './errors';
+import { ConfigFileError, PATH_SHOWN_MAX, printable, quoted } from './errors';
 
 export interface FileEntry {
   readonly key: string;
@@ -35,6 +35,7 @@ function describeReadError(error: NodeJS.ErrnoException): string {
     case 'EISDIR': return 'is a directory (EISDIR); expected a config file';
     case 'ENOTDIR': return 'a component of the path is not a directory (ENOTDIR); check the --config path';
     case 'ELOOP': return 'too many symbolic links (ELOOP)';
+    case 'ENAMETOOLONG': return 'the path is too long (ENAMETOOLONG)';
     default: return `${error.message}`;
   }
 }
@@ -49,7 +50,7 @@ export function readConfigFile(file: string): FileEntry[] {
     if (!stat.isFile()) throw Object.assign(new Error('not a regular file; expected a config file'), { code: 'ENOTREG' });
     content = fs.readFileSync(file);
   } catch (error) {
-    throw new ConfigFileError(`${file}: cannot read config file: ${describeReadError(error as NodeJS.ErrnoException)}`);
+    throw new ConfigFileError(`${printable(file, PATH_SHOWN_MAX)}: cannot read config file: ${describeReadError(error as NodeJS.ErrnoException)}`);
   }
   return parseConfigText(file, content);
 }
@@ -87,11 +88,11 @@ function parseLine(where: string, text: string): { key: string; value: string } 
   if (trimmed === '' || trimmed.startsWith('#')) return undefined;
   const eq = text.indexOf('=');
   if (eq < 0) {
-    throw new ConfigFileError(`${where}: "${trimmed}" is not a KEY=VALUE line; expected e.g. NETWORK="eth0:2000"`);
+    throw new ConfigFileError(`${where}: ${quoted(trimmed)} is not a KEY=VALUE line; expected e.g. NETWORK="eth0:2000"`);
   }
   const key = text.slice(0, eq).trim();
   if (!KEY.test(key)) {
-    throw new ConfigFileError(`${where}: "${key}" is not a valid key; expected KEY=VALUE with KEY such as NETWORK or LOGLEVEL`);
+    throw new ConfigFileError(`${where}: ${quoted(key)} is not a valid key; expected KEY=VALUE with KEY such as NETWORK or LOGLEVEL`);
   }
   return { key, value: parseValue(where, key, text.slice(eq + 1).replace(/^\s+/, '')) };
 }
@@ -119,7 +120,7 @@ function parseValue(where: string, key: string, text: string): string {
   }
   const rest = text.slice(i + 1).trim();
   if (rest !== '' && !rest.startsWith('#')) {
-    throw new ConfigFileError(`${where}: ${key}: unexpected "${rest}" after the closing ${quote}; expected only a "# comment" there`);
+    throw new ConfigFileError(`${where}: ${key}: unexpected ${quoted(rest)} after the closing ${quote}; expected only a "# comment" there`);
   }
   return value;
 }

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { helpText, tokenize, type OptionId, type Occurrence } from './cli';
-import { ConfigFileError, EXIT, UsageError, ValueError } from './errors';
+import { ConfigFileError, EXIT, quoted, UsageError, ValueError } from './errors';
 import { readConfigFile, type FileEntry } from './file';
 import type { Config, LogLevel, MatchKind, MptcpFlags, NetworkSpec, Selector, SourceMode, TableRange } from './types';
 import {
@@ -110,7 +110,7 @@ function commandLineLayer(occurrences: readonly Occurrence[]): Layer {
   const s = layer.scalars;
   for (const o of occurrences) {
     const text = o.value ?? '';
-    const where = `${o.typed} "${text}"`;
+    const where = `${o.typed} ${quoted(text)}`;
     const v = <T>(parse: (text: string) => T): T => checked(parse, text, (m) => new UsageError(`${where}: ${m}`));
     switch (o.spec.id) {
       case 'network':
@@ -151,10 +151,10 @@ function fileLayer(file: string, entries: readonly FileEntry[]): Layer {
   const s = layer.scalars;
   for (const { key, value, line } of entries) {
     const at = `${file}:${line}`;
-    const where = `${at}: ${key}="${value}"`;
+    const where = `${at}: ${key}=${quoted(value)}`;
     if (!KNOWN_KEYS.includes(key)) {
       const hint = KNOWN_KEYS.includes(key.toUpperCase()) ? ` (did you mean ${key.toUpperCase()}?)` : '';
-      throw new ConfigFileError(`${at}: unknown key "${key}"${hint}; expected one of ${KNOWN_KEYS.join(', ')}`);
+      throw new ConfigFileError(`${at}: unknown key ${quoted(key)}${hint}; expected one of ${KNOWN_KEYS.join(', ')}`);
     }
     // An empty value leaves the key unset: DynMHS's own examples carry NETWORK3="" and NETWORK="".
     if (value === '') continue;
@@ -198,12 +198,12 @@ function merge(cli: Layer, file: Layer, configFile: string | undefined): Config 
     const key = `${match}\0${value}`;
     const first = bySelector.get(key);
     if (first !== undefined) {
-      throw fail(n, `${KIND_NAMES[match]} "${value}" is already mapped to table ${first.spec.table} at ${first.spec.definedAt}; map each ${KIND_NAMES[match]} once`);
+      throw fail(n, `${KIND_NAMES[match]} ${quoted(value)} is already mapped to table ${first.spec.table} at ${first.spec.definedAt}; map each ${KIND_NAMES[match]} once`);
     }
     bySelector.set(key, n);
     const owner = byTable.get(table);
     if (owner !== undefined) {
-      throw fail(n, `table ${table} is already used by ${KIND_NAMES[owner.spec.match]} "${owner.spec.value}" at ${owner.spec.definedAt}; give each network its own table`);
+      throw fail(n, `table ${table} is already used by ${KIND_NAMES[owner.spec.match]} ${quoted(owner.spec.value)} at ${owner.spec.definedAt}; give each network its own table`);
     }
     byTable.set(table, n);
   }

@@ -1,7 +1,7 @@
 // Parsers for single option values. Each returns the typed value or throws a
 // ValueError whose message says what is accepted; the caller adds where the value
 // came from ("--network \"x\": ..." or "FILE:LINE: NETWORK=\"x\": ...").
-import { ValueError } from './errors';
+import { printable, quoted, ValueError } from './errors';
 import type { LogLevel, MatchKind, MptcpFlag, MptcpFlags, Selector, SourceMode, TableRange } from './types';
 import { TABLE_MAX, TABLE_MIN } from './types';
 
@@ -23,11 +23,11 @@ export interface Mapping extends Selector {
 /** A table id: plain decimal digits only (no sign, exponent, spaces or suffix), 1000-29999. */
 export function parseTable(text: string): number {
   if (!/^[0-9]+$/.test(text)) {
-    throw new ValueError(`table "${text}" is not a plain decimal number; expected ${TABLE_MIN}-${TABLE_MAX}`);
+    throw new ValueError(`table ${quoted(text)} is not a plain decimal number; expected ${TABLE_MIN}-${TABLE_MAX}`);
   }
   const table = Number(text);
   if (table < TABLE_MIN || table > TABLE_MAX) {
-    throw new ValueError(`table ${text} is out of range; expected ${TABLE_MIN}-${TABLE_MAX}`);
+    throw new ValueError(`table ${printable(text)} is out of range; expected ${TABLE_MIN}-${TABLE_MAX}`);
   }
   return table;
 }
@@ -36,13 +36,13 @@ export function parseTable(text: string): number {
 export function checkInterfaceName(name: string): string {
   if (name === '') throw new ValueError('empty interface name; expected a Linux interface name such as eth0');
   if (Buffer.byteLength(name) > IFNAME_MAX) {
-    throw new ValueError(`interface name "${name}" is longer than ${IFNAME_MAX} bytes; Linux interface names are 1-${IFNAME_MAX} bytes`);
+    throw new ValueError(`interface name ${quoted(name)} is longer than ${IFNAME_MAX} bytes; Linux interface names are 1-${IFNAME_MAX} bytes`);
   }
   if (name === '.' || name === '..') {
-    throw new ValueError(`"${name}" is not a valid interface name; expected a Linux interface name such as eth0`);
+    throw new ValueError(`${quoted(name)} is not a valid interface name; expected a Linux interface name such as eth0`);
   }
   if (/[/:\s\0]/.test(name)) {
-    throw new ValueError(`interface name "${name}" contains '/', ':', a NUL or whitespace, which Linux does not allow`);
+    throw new ValueError(`interface name ${quoted(name)} contains '/', ':', a NUL or whitespace, which Linux does not allow`);
   }
   return name;
 }
@@ -56,7 +56,7 @@ function checkSelectorValue(kind: MatchKind, value: string): string {
       // string rather than reject a uuid nmcli shows. NetworkManager prints them in
       // lower case; compare that way.
       if (!/^[0-9a-fA-F][0-9a-fA-F-]*$/.test(value)) {
-        throw new ValueError(`uuid "${value}" is not a connection uuid; expected hex digits and dashes as shown by "nmcli -f NAME,UUID connection"`);
+        throw new ValueError(`uuid ${quoted(value)} is not a connection uuid; expected hex digits and dashes as shown by "nmcli -f NAME,UUID connection"`);
       }
       return value.toLowerCase();
     case 'id':
@@ -65,7 +65,7 @@ function checkSelectorValue(kind: MatchKind, value: string): string {
       return value;
     case 'type':
       if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(value)) {
-        throw new ValueError(`device type "${value}" is not a type name; expected e.g. ethernet, wifi, gsm, wireguard, tun`);
+        throw new ValueError(`device type ${quoted(value)} is not a type name; expected e.g. ethernet, wifi, gsm, wireguard, tun`);
       }
       return value.toLowerCase();
   }
@@ -73,7 +73,7 @@ function checkSelectorValue(kind: MatchKind, value: string): string {
 
 function matchKind(text: string, syntax: string): MatchKind {
   const kind = MATCH_KINDS.find((k) => k === text);
-  if (kind === undefined) throw new ValueError(`unknown kind "${text}"; ${syntax}`);
+  if (kind === undefined) throw new ValueError(`unknown kind ${quoted(text)}; ${syntax}`);
   return kind;
 }
 
@@ -181,7 +181,7 @@ export function parseMptcpFlags(text: string): MptcpFlags {
   for (const word of words) {
     if (word === 'off') throw new ValueError(`"off" cannot be combined with flags; ${MPTCP_SYNTAX}`);
     const flag = MPTCP_FLAGS.find((f) => f === word);
-    if (flag === undefined) throw new ValueError(`unknown MPTCP flag "${word}"; ${MPTCP_SYNTAX}`);
+    if (flag === undefined) throw new ValueError(`unknown MPTCP flag ${quoted(word)}; ${MPTCP_SYNTAX}`);
     if (flags.includes(flag)) throw new ValueError(`MPTCP flag "${flag}" given twice; ${MPTCP_SYNTAX}`);
     flags.push(flag);
   }
@@ -198,7 +198,7 @@ function checkMptcpOverride(text: string): MptcpFlags {
   try {
     return parseMptcpFlags(text);
   } catch (error) {
-    if (error instanceof ValueError) throw new ValueError(`in ":mptcp=${text}": ${error.message}`);
+    if (error instanceof ValueError) throw new ValueError(`in ${quoted(`:mptcp=${text}`)}: ${error.message}`);
     throw error;
   }
 }

@@ -2,6 +2,9 @@
 // and what is accepted) or undefined when the value is fine.
 import { TABLE_MAX, TABLE_MIN } from '../config/types';
 import type { LogLevel } from '../config/types';
+import { printable } from '../config/errors';
+
+export { printable };
 
 /** As the kernel's dev_valid_name(): 1–15 bytes, not "." or "..", no "/", ":" or whitespace. */
 export function interfaceNameProblem(value: unknown): string | undefined {
@@ -31,11 +34,4 @@ export function logLevelProblem(value: unknown): string | undefined {
 
 export function isLogLevel(value: number): value is LogLevel {
   return logLevelProblem(value) === undefined;
-}
-
-/** For messages: control characters shown as \xNN, cut to 64 characters. */
-export function printable(value: string): string {
-  // eslint-disable-next-line no-control-regex
-  const shown = value.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-  return shown.length > 64 ? `${shown.slice(0, 64)}…` : shown;
 }

@@ -1,9 +1,10 @@
 // The observed state, updated from rtnetlink dumps and events. It also mimics the
 // kernel's silent flushes: IPv4 sends no RTM_DELROUTE for the routes it drops when a
-// link goes down or loses its last address, so the cache drops them itself (and the
-// kernel adapter re-dumps routes afterwards to be sure).
+// link goes down or loses its last address, or for main's routes whose source hint
+// goes, so the cache drops them itself (and the kernel adapter re-dumps routes
+// afterwards to be sure).
 import { identicalRoutes, routeBaseKey, routeKey, ruleKey } from '../keys';
-import type { Address, Link, Observed, Operation, Route, Rule } from '../model';
+import { MAIN_TABLE, type Address, type Link, type Observed, type Operation, type Route, type Rule } from '../model';
 
 export type CacheKind = 'links' | 'addresses' | 'routes' | 'rules';
 
@@ -133,8 +134,10 @@ export class ObservedCache {
     if (!this.addresses.delete(key)) return false;
     if (address.family === 4) {
       const stillLocal = [...this.addresses.values()].some((a) => a.family === 4 && a.local === address.local);
+      // The kernel flushes the routes with that source hint from main only (fib_sync_down_addr,
+      // VRFs aside): copies in other tables stay, and it is for the next pass to remove them.
       if (!stillLocal) {
-        for (const [k, r] of this.routes) if (r.family === 4 && r.prefsrc === address.local) this.routes.delete(k);
+        for (const [k, r] of this.routes) if (r.family === 4 && r.table === MAIN_TABLE && r.prefsrc === address.local) this.routes.delete(k);
       }
       const lastOnLink = ![...this.addresses.values()].some((a) => a.family === 4 && a.index === address.index);
       if (lastOnLink) this.dropRoutesVia(address.index, 4);

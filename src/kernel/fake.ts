@@ -54,6 +54,16 @@ export class FakeKernel extends EventEmitter implements Kernel {
     });
   }
 
+  /** The fake's state is the kernel's: a dump returns what the cache holds. */
+  async dumpRoutesAndRules(): Promise<{ readonly routes: readonly Route[]; readonly rules: readonly Rule[] }> {
+    const { routes, rules } = this.observed();
+    return { routes: [...routes], rules: [...rules] };
+  }
+
+  clearFailures(): void {
+    this.failures = [];
+  }
+
   /** The next `times` operations that match fail with `code`. */
   failWith(matches: (op: Operation) => boolean, code: string, times = 1): void {
     this.failures.push({ matches, code, times });

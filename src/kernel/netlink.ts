@@ -9,8 +9,7 @@
 import { EventEmitter } from 'node:events';
 import { RawNetlinkSocket } from 'netlink/dist/raw';
 import type { Logger } from '../log';
-import type { Observed, Operation, OperationResult, Route } from '../model';
-import { describeOperation } from '../describe';
+import type { Observed, Operation, OperationResult, Route, Rule } from '../model';
 import { ObservedCache, type CacheEvent, type CacheKind } from './cache';
 import { CommandSocket } from './commands';
 import { DumpSocket } from './dump';
@@ -109,9 +108,22 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
       const adding = !isDelete(op);
       const ok = code === undefined || (adding ? code === 'EEXIST' : code === 'ENOENT' || code === 'ESRCH');
       if (ok) this.cache.applyOperation(op);
-      else this.log.debug(`Kernel refused: ${describeOperation(op)}: ${code}`);
       return ok ? { ok } : { ok, code };
     });
+  }
+
+  async dumpRoutesAndRules(): Promise<{ readonly routes: readonly Route[]; readonly rules: readonly Rule[] }> {
+    const routes: Route[] = [];
+    const rules: Rule[] = [];
+    // On the dump chain: a second dump at once on the same socket would fail with EBUSY.
+    const run = async (): Promise<void> => {
+      for (const event of await this.dump('routes')) if (event.kind === 'route') routes.push(event.route);
+      for (const event of await this.dump('rules')) if (event.kind === 'rule') rules.push(event.rule);
+    };
+    const done = this.dumpChain.catch(() => undefined).then(run);
+    this.dumpChain = done;
+    await done;
+    return { routes, rules };
   }
 
   /** Dumps the given kinds again, one dump at a time (overlapping dumps fail with EBUSY). */

@@ -1,5 +1,5 @@
 import type { EventEmitter } from 'node:events';
-import type { Observed, Operation, OperationResult, Route } from '../model';
+import type { Observed, Operation, OperationResult, Route, Rule } from '../model';
 
 /**
  * The kernel as the daemon sees it: a cache of observed state kept true by events
@@ -29,4 +29,9 @@ export interface Kernel extends EventEmitter {
    * each operation gets its own result.
    */
   apply(operations: readonly Operation[]): Promise<OperationResult[]>;
+  /**
+   * Every route (all tables, both families) and rule the kernel has right now, read
+   * afresh, not from the cache: for a clean-up that must not trust what events said.
+   */
+  dumpRoutesAndRules(): Promise<{ readonly routes: readonly Route[]; readonly rules: readonly Rule[] }>;
 }

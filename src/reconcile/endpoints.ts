@@ -174,12 +174,14 @@ export class EndpointSync {
       }
     }
     let retryIn = 0;
+    /** Restores that must wait: they stay restores (counted, warned) when their turn comes. */
+    const heldBack: string[] = [];
     const now = this.clock.now();
     for (const endpoint of plan.add) {
       if (this.installed.has(endpoint.address)) {
         // Ours was in place and is gone without us: another program deleted it.
         const wait = this.restores.take(endpoint.address, now);
-        if (wait > 0) { retryIn = retryIn === 0 ? wait : Math.min(retryIn, wait); continue; }
+        if (wait > 0) { retryIn = retryIn === 0 ? wait : Math.min(retryIn, wait); heldBack.push(endpoint.address); continue; }
         log.warning(`MPTCP endpoint ${endpoint.address} (${endpoint.interfaceName}) was deleted by another program; restoring it`
           + ` (${this.restores.count(endpoint.address)} time${this.restores.count(endpoint.address) === 1 ? '' : 's'} within a minute, further restores back off)`);
       }
@@ -205,7 +207,7 @@ export class EndpointSync {
     const changed = inPlace.size !== owned.size || [...owned].some(([id, address]) => inPlace.get(id) !== address);
     this.owned = inPlace;
     if (changed) this.save();
-    this.installed = new Set(inPlace.values());
+    this.installed = new Set([...inPlace.values(), ...heldBack]);
     this.restores.prune(now);
     // A poll that found everything in place costs one dump: nothing else can have changed.
     const touched = plan.remove.length > 0 || plan.add.length > 0;

@@ -13,16 +13,20 @@ export const systemClock: Clock = {
   clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
 };
 
-/** Restores within FREE_WINDOW_MS that go through at once; beyond that each waits twice as long. */
+/**
+ * The README's words: three restores within a minute go through at once, then each waits
+ * twice as long as the one before (1 s … 60 s), counted from the restore before it.
+ */
 export const FREE_RESTORES = 3;
 export const FREE_WINDOW_MS = 60_000;
 export const FIRST_DELAY_MS = 1_000;
 export const MAX_DELAY_MS = 60_000;
 
 interface History {
+  /** When the restores within the window happened, oldest first. */
   times: number[];
+  /** The wait the last restore had to keep; 0 when it was one of the free ones. */
   delay: number;
-  notBefore: number;
 }
 
 export class Backoff {
@@ -39,18 +43,19 @@ export class Backoff {
   take(key: string, now: number): number {
     let history = this.histories.get(key);
     if (history === undefined) {
-      history = { times: [], delay: 0, notBefore: 0 };
+      history = { times: [], delay: 0 };
       this.histories.set(key, history);
     }
-    if (now < history.notBefore) return history.notBefore - now;
     history.times = history.times.filter((t) => now - t < this.windowMs);
-    history.times.push(now);
-    if (history.times.length > this.freeCount) {
-      history.delay = history.delay === 0 ? this.firstDelayMs : Math.min(history.delay * 2, this.maxDelayMs);
-      history.notBefore = now + history.delay;
-    } else if (history.times.length === 1) {
+    if (history.times.length < this.freeCount) {
       history.delay = 0;
+    } else {
+      const delay = history.delay === 0 ? this.firstDelayMs : Math.min(history.delay * 2, this.maxDelayMs);
+      const due = history.times[history.times.length - 1] + delay;
+      if (now < due) return due - now;
+      history.delay = delay;
     }
+    history.times.push(now);
     return 0;
   }
 
@@ -59,15 +64,11 @@ export class Backoff {
     return this.histories.get(key)?.times.length ?? 0;
   }
 
-  forget(key: string): void {
-    this.histories.delete(key);
-  }
-
   /** Drops histories idle for longer than the window, so the map cannot grow without bound. */
   prune(now: number): void {
     for (const [key, history] of this.histories) {
       const last = history.times[history.times.length - 1] ?? 0;
-      if (now - last >= this.windowMs && now >= history.notBefore) this.histories.delete(key);
+      if (now - last >= this.windowMs) this.histories.delete(key);
     }
   }
 }

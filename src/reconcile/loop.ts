@@ -10,6 +10,7 @@ import { derive, type NetworkPlan } from '../policy/derive';
 import { diff, type Plan } from './diff';
 import { IncrementalRoutes } from './incremental';
 import { Backoff, systemClock, type Clock } from './limiter';
+import { Refusals } from './refusals';
 
 export const NETWORKD_DROP_IN = '/etc/systemd/networkd.conf.d/dynmhs.conf';
 const RETRY_FIRST_MS = 100;
@@ -96,6 +97,13 @@ export class Reconciler {
    */
   private installed = nothingInstalled();
   private readonly restores = new Backoff();
+  /**
+   * Restores the backoff holds back. The retry timer's pass no longer sees the deletion
+   * (the kernel reported it to an earlier pass): without this it would re-add them as if
+   * new, uncounted, and a fighter would get twice the restores the limit allows.
+   */
+  private heldRestores: ReadonlySet<string> = new Set();
+  private readonly refusals = new Refusals();
   private readonly reported = new Set<string>();
   private idleWaiters: Array<() => void> = [];
   /** CPU time of the last full pass's own work (derive, diff, bookkeeping), without waiting for the kernel; 0 after a route-only pass. */
@@ -118,7 +126,11 @@ export class Reconciler {
     this.clock = options.clock ?? systemClock;
     // After a re-dump (events were lost), what is missing was not necessarily deleted by
     // anyone: start the restore accounting afresh rather than throttle honest re-adds.
-    options.kernel.on('resynced', () => { this.installed = nothingInstalled(); });
+    options.kernel.on('resynced', () => {
+      this.installed = nothingInstalled();
+      this.heldRestores = new Set();
+      this.refusals.clear();
+    });
   }
 
   /**
@@ -233,6 +245,7 @@ export class Reconciler {
     const networks = this.options.networks();
     const routeChanges = kernel.takeRouteChanges();
     const deletedByOthers = kernel.takeForeignDeletions();
+    this.refusals.noteChanges(routeChanges, observed.routesByKey, (index) => observed.links.get(index)?.name);
     const held = this.options.heldTables?.();
     this.tableNames = new Map(networks.map((n) => [n.table, n.interfaceName]));
     const networkOf = this.networkOf;
@@ -246,7 +259,9 @@ export class Reconciler {
       this.incremental ??= new IncrementalRoutes(new Map(this.lastComplete.desired.routes), this.lastComplete.plans);
       const operations = this.incremental.apply(routeChanges, observed.routesByKey, networkOf);
       if (operations !== undefined) {
-        await this.applyPass(operations, observed, computeStart, this.incremental.routes, withCurrentRoutes(this.lastComplete.plans, this.incremental.routes), true);
+        const outcome = await this.applyPass(operations, observed, computeStart, this.incremental.routes, withCurrentRoutes(this.lastComplete.plans, this.incremental.routes), true);
+        // A copy the kernel refused is not in place: the next pass must look at everything.
+        if (outcome !== 'complete') { this.lastComplete = undefined; this.incremental = undefined; }
         return;
       }
     }
@@ -262,20 +277,33 @@ export class Reconciler {
     // Wanted but not in place after this pass: held back, refused, or another's route in the way.
     const missing = new Set<string>(plan.conflicts.map((c) => routeKey(c.wanted)));
     let heldBackMs = 0;
+    const heldRestores = new Set<string>();
+    const wanted = new Set<string>();
     for (const op of plan.operations) {
       if (held !== undefined && held.size > 0 && (op.kind === 'delete-route' || op.kind === 'delete-rule')
         && held.has(op.kind === 'delete-route' ? op.route.table : op.rule.table)) { keptBack++; continue; }
       const key = operationKey(op);
+      wanted.add(key);
+      if (op.kind !== 'delete-route' && op.kind !== 'delete-rule' && this.refusals.waiting(key, op.network)) { missing.add(key); continue; }
       // A restore: ours, in place after an earlier pass, and the kernel reported someone
       // else deleting it (not a flush, not a lost event, not our own delete's echo).
-      if ((op.kind === 'add-route' || op.kind === 'add-rule') && deletedByOthers.has(key) && wasInstalled(this.installed, key)) {
+      if ((op.kind === 'add-route' || op.kind === 'add-rule')
+        && ((deletedByOthers.has(key) && wasInstalled(this.installed, key)) || this.heldRestores.has(key))) {
         const wait = this.restores.take(key, now);
-        if (wait > 0) { heldBackMs = heldBackMs === 0 ? wait : Math.min(heldBackMs, wait); missing.add(key); continue; }
+        if (wait > 0) {
+          heldBackMs = heldBackMs === 0 ? wait : Math.min(heldBackMs, wait);
+          missing.add(key);
+          heldRestores.add(key);
+          continue;
+        }
         this.warnRestore(op, this.restores.count(key));
       }
       operations.push(op);
     }
     this.restores.prune(now);
+    // What no longer needs adding (wanted no more, or put back by someone else) is no longer held.
+    this.heldRestores = heldRestores;
+    this.refusals.keepOnly(wanted);
     if (keptBack > 0 && !this.keptBackReported) {
       log.info(`Keeping ${keptBack} of the last run's rules and routes in table${held!.size === 1 ? '' : 's'} ${[...held!].sort((a, b) => a - b).join(', ')} until the network manager has been heard from`);
     }
@@ -311,17 +339,24 @@ export class Reconciler {
     let added = 0;
     let removed = 0;
     let failed = 0;
+    /** Failures worth a retry on a timer: transient ones, and refusals while things change. */
+    let retry = false;
     const failedNetworks = new Set<string>();
     results.forEach((result, i) => {
       const op = operations[i];
-      if (!result.ok) {
-        failed++;
-        missing.add(operationKey(op));
-        if (op.network !== undefined) failedNetworks.add(op.network);
-        log.error(`${describeOperation(op, device)} failed: ${result.code ?? 'unknown error'}; retrying with backoff`);
-      } else if (op.kind.startsWith('delete')) removed++;
-      else added++;
+      if (result.ok) {
+        if (this.refusals.size > 0) this.refusals.succeeded(operationKey(op));
+        if (op.kind.startsWith('delete')) removed++; else added++;
+        return;
+      }
+      const key = operationKey(op);
+      failed++;
+      missing.add(key);
+      if (op.network !== undefined) failedNetworks.add(op.network);
+      if (this.refusals.failed(op, key, result.code ?? 'unknown error', () => describeOperation(op, device), log)) retry = true;
     });
+    this.refusals.reportExpected(log);
+    if (this.refusals.size > 0) for (const network of this.refusals.networksWaiting()) failedNetworks.add(network);
 
     this.installed = { routes: desiredRoutes, rules: rules !== undefined ? new Set(rules.map(ruleKey)) : this.installed.rules, missing };
 
@@ -330,7 +365,7 @@ export class Reconciler {
     }
     this.last = { plans, added, removed, failed, failedNetworks, desiredRoutes: desiredRoutes.size, routesOnly };
     this.options.onPass?.(this.last);
-    if (failed > 0) {
+    if (retry) {
       this.lastComplete = undefined;
       this.incremental = undefined;
       this.scheduleRetry();

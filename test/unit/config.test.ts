@@ -156,7 +156,7 @@ describe('bad mappings on the command line', () => {
   });
   for (const name of ['abcdefghijklmnop', 'a/b', '.', '..', 'et h0', 'eth0\t', 'ab\u00e9cdefghijklmn']) {
     it(`rejects the invalid Linux interface name ${JSON.stringify(name)}`, () => {
-      usage(['-N', `${name}:2000`], `-N "${name}:2000"`, 'interface name');
+      usage(['-N', `${name}:2000`], `-N "${name.replace('\t', '\\x09')}:2000"`, 'interface name');
     });
   }
   it('rejects the same interface twice, naming both places', () => {
@@ -640,4 +640,55 @@ describe('re-reading on SIGHUP', () => {
     fs.writeFileSync(file, 'NETWORK=a:x\n');
     configError(argv, `${file}:1`);
   });
+});
+
+describe('messages quote at most a short prefix of a value', () => {
+  const MiB = 1024 * 1024;
+  const huge = 'x'.repeat(MiB);
+  /** Well above what any message needs for its own words, far below the value's size. */
+  const BOUND = 500;
+  const DAEMON = path.join(__dirname, '..', '..', 'src', 'main.js');
+
+  it('a 1 MiB config line: the message names file:line and shows a prefix only', () => {
+    const lines = [
+      `NETWORK="${huge}:2000"`, `NETWORK=eth0:${'9'.repeat(MiB)}`, `NETWORK="type:${huge}!:2000"`,
+      huge, `${huge}=1`, `X${huge}=1`, `LOGLEVEL="2" ${huge}`, `SOURCE=${huge}`,
+    ];
+    for (const line of lines) {
+      const file = writeConfig(`LOGLEVEL=2\n${line}\n`);
+      const message = configError(['-C', file], `${file}:2: `);
+      assert.ok(message.length < BOUND, `${message.length} characters for a line of ${line.length}: ${message.slice(0, 300)}`);
+      assert.ok(message.includes('xxx…') || message.includes('999…'), message.slice(0, 300));
+    }
+  });
+
+  it('long command-line arguments: the message names the option and shows a prefix only', () => {
+    const long = 'y'.repeat(100_000);
+    for (const argv of [['--network', `${long}:2000`], ['-N', `eth0:${'7'.repeat(100_000)}`], [`--${long}`], [`--no-dbus=${long}`],
+      [long], ['--', long], ['--loglevel', long], ['--include', `id:${long}:x`], ['--source', long], [`-L${long}`]]) {
+      const message = usage(argv);
+      assert.ok(message.length < BOUND, `${message.length} characters for ${argv[0].slice(0, 20)}: ${message.slice(0, 300)}`);
+    }
+  });
+
+  it("the daemon's own stderr stays short, for a file, an argument, a config path and a log file path", () => {
+    const file = writeConfig(`NETWORK="${huge}:2000"\n`);
+    const longPath = `/${'q'.repeat(100_000)}`;
+    const cases: Array<[string[], number]> = [
+      [['--config', file], EXIT.CONFIG],
+      [['--network', `${'z'.repeat(100_000)}:2000`], EXIT.USAGE],
+      [['--config', longPath], EXIT.CONFIG],
+      [['--network', 'eth0:2000', '--logfile', longPath], 73],
+    ];
+    for (const [argv, exitCode] of cases) {
+      // As root, in a network namespace of its own: a daemon that wrongly started could not
+      // touch this host's routes there.
+      const command = process.getuid?.() === 0 ? ['unshare', '--net', process.execPath] : [process.execPath];
+      const child = spawnSync(command[0], [...command.slice(1), DAEMON, ...argv, '--no-dbus'], { encoding: 'utf8', maxBuffer: 8 * MiB, timeout: 10_000 });
+      assert.equal(child.status, exitCode, child.stderr.slice(0, 300));
+      assert.ok(child.stderr.length < BOUND, `${child.stderr.length} bytes of stderr: ${child.stderr.slice(0, 300)}`);
+      if (argv[1] === file) assert.ok(child.stderr.includes(`${file}:1: `), child.stderr);
+    }
+  });
+
 });

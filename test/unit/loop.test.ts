@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { FakeKernel } from '../../src/kernel/fake';
 import { Reconciler, type PassResult } from '../../src/reconcile/loop';
 import type { ManagedNetwork } from '../../src/model';
-import { FakeClock, NET1, WAN1, addr, ours, recordingLogger, route, rule } from './fixtures';
+import { FakeClock, NET1, WAN1, WAN2, addr, ours, recordingLogger, route, rule } from './fixtures';
 
 const mainDefault = route({ dst: '0.0.0.0', dstLength: 0, gateway: '10.1.0.1', oif: 3, metric: 200 });
 
@@ -52,10 +52,7 @@ test('a rule someone deletes is restored with a warning that names the networkd 
     assert.ok(kernel.hasRule(ourRule), `restored #${i + 1}`);
   }
   assert.ok(log.lines.some((l) => l.startsWith('warning:') && l.includes('ManageForeignRoutingPolicyRules=no')));
-  // The 4th restore within a minute still happens; from then on each waits, doubling.
-  kernel.deleteRule(ourRule);
-  await loop.idle();
-  assert.ok(kernel.hasRule(ourRule));
+  // As the README says: three within a minute at once, then the 4th waits 1 s.
   kernel.deleteRule(ourRule);
   await loop.idle();
   assert.ok(!kernel.hasRule(ourRule), 'held back');
@@ -65,13 +62,63 @@ test('a rule someone deletes is restored with a warning that names the networkd 
   assert.ok(kernel.hasRule(ourRule), 'restored after the backoff');
 });
 
-test('a refused operation does not stop the others and is retried with growing delays', async () => {
+/**
+ * A fighter that deletes the rule as soon as it is back, for `untilMs` of fake time: when
+ * each restore happened, and the warnings logged.
+ */
+async function fight(untilMs: number) {
+  const { kernel, loop, log, clock } = setup();
+  await loop.idle();
+  const ourRule = rule('10.1.0.2', 2000);
+  const restoredAt: number[] = [];
+  while (clock.now() <= untilMs) {
+    kernel.deleteRule(ourRule);
+    await loop.idle();
+    while (!kernel.hasRule(ourRule)) {
+      const next = Math.min(...clock.pending());
+      assert.ok(Number.isFinite(next), 'a held-back restore has a timer');
+      clock.advance(next);
+      await loop.idle();
+    }
+    restoredAt.push(clock.now());
+  }
+  const warnings = log.lines.filter((l) => l.startsWith('warning:') && l.includes('was deleted by another program'));
+  return { restoredAt, warnings, applied: kernel.applied.filter((op) => op.kind === 'add-rule').length };
+}
+
+test('a fighter gets exactly the documented restores: three at once, then 1, 2, 4 … s apart, each counted and warned', async () => {
+  const { restoredAt, warnings, applied } = await fight(10_000);
+  assert.deepEqual(restoredAt, [0, 0, 0, 1000, 3000, 7000, 15000]);
+  assert.equal(warnings.length, restoredAt.length, warnings.join('\n'));
+  assert.equal(applied, restoredAt.length + 1, 'one add at start, then one per restore');
+  assert.match(warnings[3], /\(4 times within a minute/);
+});
+
+test('under a long fight the wait doubles up to 32 s; once a minute holds fewer than three restores, three go through at once again', async () => {
+  const { restoredAt, warnings } = await fight(130_000);
+  assert.deepEqual(restoredAt, [0, 0, 0, 1000, 3000, 7000, 15000, 31000, 63000, 123000, 123000, 123000, 124000, 126000, 130000, 138000]);
+  assert.equal(warnings.length, restoredAt.length);
+});
+
+test('a fighter that deletes less than three times a minute is restored at once every time', async () => {
+  const { kernel, loop, clock } = setup();
+  await loop.idle();
+  const ourRule = rule('10.1.0.2', 2000);
+  for (let i = 0; i < 10; i++) {
+    kernel.deleteRule(ourRule);
+    await loop.idle();
+    assert.ok(kernel.hasRule(ourRule), `restored #${i + 1} at once`);
+    clock.advance(25_000);
+  }
+});
+
+test('a failed operation does not stop the others and is retried with growing delays', async () => {
   const { kernel, loop, clock, log } = setup();
-  kernel.failWith((op) => op.kind === 'add-route', 'ENETUNREACH', 2);
+  kernel.failWith((op) => op.kind === 'add-route', 'ETIMEDOUT', 2);
   await loop.idle();
   assert.ok(kernel.hasRule(rule('10.1.0.2', 2000)), 'the rule went in despite the route failing');
   assert.ok(!kernel.hasRoute(ours(mainDefault, 2000)));
-  assert.ok(log.lines.some((l) => l.startsWith('error:') && l.includes('ENETUNREACH')));
+  assert.ok(log.lines.some((l) => l.startsWith('error:') && l.includes('ETIMEDOUT')));
   assert.deepEqual(clock.pending(), [100]);
   clock.advance(100);
   await loop.idle();
@@ -80,6 +127,45 @@ test('a refused operation does not stop the others and is retried with growing d
   await loop.idle();
   assert.ok(kernel.hasRoute(ours(mainDefault, 2000)));
   assert.deepEqual(clock.pending(), []);
+});
+
+test('a copy the kernel refuses while nothing changes is reported once as a warning, then waits for a change of its network', async () => {
+  const { kernel, loop, clock, log, passes } = setup();
+  kernel.failWith((op) => op.kind === 'add-route', 'EHOSTUNREACH', 1000);
+  await loop.idle();
+  assert.ok(kernel.hasRule(rule('10.1.0.2', 2000)));
+  assert.deepEqual(log.lines.filter((l) => /^(warning|error):/.test(l)), [], 'the first refusal may be a change under way');
+  assert.deepEqual(clock.pending(), [100], 'one more try, to see whether it was');
+  clock.advance(100);
+  await loop.idle();
+  const warnings = log.lines.filter((l) => l.startsWith('warning:'));
+  assert.equal(warnings.length, 1, log.lines.join('\n'));
+  assert.match(warnings[0], /default via 10\.1\.0\.1 dev wan1 .*table 2000.*EHOSTUNREACH: its gateway is not reachable/);
+  assert.deepEqual(clock.pending(), [], 'no retry on a timer');
+  assert.ok(passes.at(-1)!.failedNetworks.has('wan1'), 'wan1 is not all there');
+  const attempts = () => kernel.applied.filter((op) => op.kind === 'add-route').length;
+  assert.equal(attempts(), 2);
+
+  // A new link makes every refused copy worth one more try (links and addresses are not
+  // told apart per network); a route via another link, or time, does not.
+  kernel.addLink(WAN2);
+  await loop.idle();
+  const afterWan2 = attempts();
+  assert.ok(passes.at(-1)!.failedNetworks.has('wan1'), 'still not all there after a pass that did not try it');
+  kernel.addRoute(route({ dst: '198.51.100.0', dstLength: 24, gateway: '10.2.0.1', oif: 4 }));
+  await loop.idle();
+  clock.advance(60_000);
+  await loop.idle();
+  assert.equal(attempts(), afterWan2, 'nothing about wan1 changed');
+  assert.equal(log.lines.filter((l) => /^(warning|error):/.test(l)).length, 1);
+
+  // A route via wan1 changes: try again, and it goes in.
+  kernel.clearFailures();
+  kernel.addRoute(route({ dst: '10.9.0.0', dstLength: 16, oif: 3, scope: 253 }));
+  await loop.idle();
+  assert.ok(kernel.hasRoute(ours(mainDefault, 2000)), 'the copy arrives once its network changed');
+  assert.ok(!passes.at(-1)!.failedNetworks.has('wan1'));
+  assert.equal(log.lines.filter((l) => /^(warning|error):/.test(l)).length, 1);
 });
 
 test('an interface that goes away takes its rules and routes with it', async () => {

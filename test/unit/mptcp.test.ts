@@ -196,18 +196,23 @@ test('sync: an own endpoint deleted by another program is restored, then with ba
     assert.ok(idOf('10.1.0.2') !== undefined, `restore ${i}`);
   }
   assert.equal(log.lines.filter((l) => l.includes('MPTCP endpoint 10.1.0.2 (wan1) was deleted by another program; restoring it')).length, 3);
-  // Within the same minute: the fourth goes through and starts the backoff, the fifth waits.
+  // Within the same minute: the fourth waits 1 s after the third, the fifth 2 s after the fourth.
   pm.table.delete(idOf('10.1.0.2')!);
   sync.markDirty();
   await sync.idle();
-  assert.ok(idOf('10.1.0.2') !== undefined, 'restore 4');
-  pm.table.delete(idOf('10.1.0.2')!);
-  sync.markDirty();
-  await sync.idle();
-  assert.equal(idOf('10.1.0.2'), undefined, 'the fifth within a minute waits');
+  assert.equal(idOf('10.1.0.2'), undefined, 'the fourth within a minute waits');
   clock.advance(1000);
   await sync.idle();
-  assert.ok(idOf('10.1.0.2') !== undefined, 'restored after the backoff');
+  assert.ok(idOf('10.1.0.2') !== undefined, 'restore 4, 1 s after the third');
+  pm.table.delete(idOf('10.1.0.2')!);
+  sync.markDirty();
+  await sync.idle();
+  clock.advance(1000);
+  await sync.idle();
+  assert.equal(idOf('10.1.0.2'), undefined, 'the fifth waits twice as long');
+  clock.advance(1000);
+  await sync.idle();
+  assert.ok(idOf('10.1.0.2') !== undefined, 'restore 5, 2 s after the fourth');
 });
 
 test('sync: a record from an earlier run makes its endpoints ours (kept, or removed when unwanted); stop removes only own ones', async () => {
