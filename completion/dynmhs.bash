@@ -13,6 +13,6 @@ _dynmhs() {
         --include|--exclude|--table-range|--table-idle) return ;;
     esac
     COMPREPLY=($(compgen -W "--network --interface --config --loglevel --logfile --logcolor --verbose --quiet
-        --source --include --exclude --table-range --state-directory --table-idle --mptcp --no-dbus --version --help" -- "$cur"))
+        --source --include --exclude --table-range --state-directory --table-idle --mptcp --no-dbus --service --version --help" -- "$cur"))
 }
 complete -F _dynmhs dynmhs

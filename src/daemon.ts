@@ -26,6 +26,8 @@ export interface DynamicNetworks extends EventEmitter {
   activeSource(): Exclude<SourceMode, 'auto'>;
   /** Tables whose entries of ours stay for now although no network wants them (see src/sources/connections.ts). */
   heldTables(): ReadonlySet<number>;
+  /** Applies a reloaded configuration (selection, mappings, table range and idle time). */
+  reconfigure(config: Config): void;
 }
 
 export interface DaemonOptions {
@@ -40,6 +42,21 @@ export interface DaemonOptions {
   readonly clock?: Clock;
   /** MPTCP endpoints for the managed addresses (src/reconcile/endpoints.ts); absent: none. */
   readonly endpoints?: EndpointSync;
+}
+
+/**
+ * Keys a reload does not apply (man dynmhs.conf(5)): the source and the state directory
+ * are what the connection source was built on; the bus name and the log outputs are
+ * opened once, before the first pass.
+ */
+const RESTART_ONLY = [
+  ['source', 'SOURCE'], ['stateDirectory', 'STATE_DIRECTORY'], ['dbus', 'DBUS'], ['logFile', 'LOGFILE'], ['logColor', 'LOGCOLOR'],
+] as const satisfies ReadonlyArray<readonly [keyof Config, string]>;
+
+function shown(value: unknown): string {
+  if (value === undefined) return '(unset)';
+  if (typeof value === 'boolean') return value ? 'yes' : 'no';
+  return String(value);
 }
 
 const SCOPE_NAMES: Record<number, string> = { 0: 'global', 200: 'site', 253: 'link', 254: 'host', 255: 'nowhere' };
@@ -94,18 +111,43 @@ export class Daemon extends EventEmitter implements DaemonControl {
   /** Removes every route and rule dynmhs created, then stops. */
   async stop(): Promise<void> {
     const { kernel, log } = this.options;
-    this.setState('stopping');
-    kernel.off('changed', this.onKernelChanged);
-    if (this.connections !== undefined) {
-      this.connections.off('changed', this.onConnectionsChanged);
-      await this.connections.stop().catch((e: Error) => log.warning(`Stopping the connection source: ${e.message}`));
-    }
+    await this.detachSources();
     await this.reconciler.stop();
     await this.options.endpoints?.stop();
     const { rules, routes, left } = await removeEverythingOurs(kernel, log);
     log.info(`Removed ${rules} rule${rules === 1 ? '' : 's'} and ${routes} route${routes === 1 ? '' : 's'}`
       + (left > 0 ? `; ${left} could not be removed` : ''));
     await kernel.stop();
+  }
+
+  /**
+   * Stops and leaves every route and rule in the kernel, for a successor that adopts them
+   * (protocol 249 marks them as ours): systemd restarts the unit. Returns what was left.
+   * MPTCP endpoints stay too; the successor knows them from the state directory's record.
+   */
+  async handOver(): Promise<{ rules: number; routes: number }> {
+    const { kernel } = this.options;
+    await this.detachSources();
+    await this.reconciler.stop();
+    await this.options.endpoints?.release();
+    const observed = kernel.observed();
+    const left = {
+      rules: observed.rules.filter((r) => r.protocol === DYNMHS_PROTOCOL).length,
+      routes: observed.routes.filter((r) => r.protocol === DYNMHS_PROTOCOL).length,
+    };
+    await kernel.stop();
+    return left;
+  }
+
+  /** Stopping: no more events from the kernel, and the connection source stopped (its tables saved). */
+  private async detachSources(): Promise<void> {
+    const { kernel, log } = this.options;
+    this.setState('stopping');
+    kernel.off('changed', this.onKernelChanged);
+    if (this.connections !== undefined) {
+      this.connections.off('changed', this.onConnectionsChanged);
+      await this.connections.stop().catch((e: Error) => log.warning(`Stopping the connection source: ${e.message}`));
+    }
   }
 
   /** Resolves once the loop has nothing left to do (tests, benchmarks). */
@@ -152,17 +194,34 @@ export class Daemon extends EventEmitter implements DaemonControl {
       throw new ControlError('InvalidArgument', (error as Error).message);
     }
     this.setState('reloading');
-    if (next.source !== this.config.source) {
-      this.options.log.warning(`Reload: SOURCE changed from ${this.config.source} to ${next.source}; that takes effect at the next restart`);
-      next = { ...next, source: this.config.source };
-    }
+    next = this.keepRestartOnly(next);
     if (next.logLevel !== this.config.logLevel) this.options.log.setLevel(next.logLevel);
     this.config = next;
+    this.connections?.reconfigure(next);
     this.removed.clear();
     this.options.log.info(`Reloaded configuration: ${this.networks().map((n) => `${n.interfaceName}:${n.table}`).join(' ') || 'no static networks'}`);
     this.reconciler.markDirty();
     await this.reconciler.idle();
     this.setState('running');
+  }
+
+  /** `next` with the restart-only keys of the running configuration, and a warning for each that changed. */
+  private keepRestartOnly(next: Config): Config {
+    const current = this.config;
+    for (const [field, key] of RESTART_ONLY) {
+      if (next[field] === current[field]) continue;
+      this.options.log.warning(`Reload: ${key} changed from ${shown(current[field])} to ${shown(next[field])}; `
+        + 'that takes effect at the next restart (systemctl restart dynmhs)');
+    }
+    const { logFile: _ignored, ...rest } = next;
+    return {
+      ...rest,
+      source: current.source,
+      stateDirectory: current.stateDirectory,
+      dbus: current.dbus,
+      logColor: current.logColor,
+      ...(current.logFile !== undefined ? { logFile: current.logFile } : {}),
+    };
   }
 
   async addNetwork(interfaceName: string, table: number, persist = false): Promise<void> {

@@ -22,6 +22,7 @@ import { OwnedEndpointStore } from './kernel/owned-endpoints';
 import { EndpointSync } from './reconcile/endpoints';
 import { createLogger, type Logger } from './log';
 import type { DbusService } from './dbus/service';
+import { BUS_NAME } from './dbus/names';
 
 // dbus-next, the manager sources and the D-Bus service take tens of milliseconds to load,
 // which a static run without D-Bus (and every start-up before the kernel) can do without.
@@ -43,6 +44,11 @@ async function main(argv: readonly string[]): Promise<void> {
     config = parsed.config;
   } catch (error) {
     fail((error as Error).message, exitCodeOf(error));
+  }
+  // Under the unit (Type=dbus) systemd waits for the bus name: without it, every start would
+  // time out after 90 s and be restarted, with the whole policy removed and added each time.
+  if (config.service && !config.dbus) {
+    fail('--service (dynmhs.service) needs the D-Bus service, since systemd waits for no.nntb.DynMHS: remove DBUS=no from the configuration (or --no-dbus)', EXIT.CONFIG);
   }
 
   // Until the first pass is done, info and debug lines wait (with their time) for the
@@ -90,14 +96,32 @@ async function main(argv: readonly string[]): Promise<void> {
         onDisconnected: (error) => log.warning(`Lost the system bus (${error.message}); dynmhs keeps working without its D-Bus service`),
       });
     } catch (error) {
-      if (error instanceof DbusServiceError && error.code === 'NameTaken') {
-        log.fatal(`${error.message}: another dynmhs is running; stop it first`);
+      const code = error instanceof DbusServiceError ? error.code : undefined;
+      if (code === 'NameTaken') {
+        log.fatal(`${(error as Error).message}: another dynmhs is running; stop it first`);
+        await log.close();
+        process.exit(EXIT.UNAVAILABLE);
+      }
+      if (config.service) {
+        // Before the kernel is touched: nothing to undo, and systemd shows this line.
+        if (code === 'NameNotPermitted') {
+          log.fatal(`The system bus does not let dynmhs own ${BUS_NAME} (AccessDenied): its policy file ${BUS_NAME}.conf `
+            + '(in /usr/share/dbus-1/system.d/ or /etc/dbus-1/system.d/) is missing, or dbus-daemon has not loaded it yet. '
+            + 'Run `systemctl reload dbus`, then `systemctl start dynmhs`');
+          await log.close();
+          process.exit(EXIT.NOPERM);
+        }
+        log.fatal(`No system bus: ${(error as Error).message}. dynmhs.service needs it (systemd waits for ${BUS_NAME}); check \`systemctl status dbus\``);
         await log.close();
         process.exit(EXIT.UNAVAILABLE);
       }
       log.warning(`No D-Bus service: ${(error as Error).message}. dynmhs works without it; dynmhsctl will not reach it (use --no-dbus to silence this)`);
     }
   }
+
+  // Loaded now, not at SIGTERM: a package upgrade replaces the files on disk before
+  // systemd restarts the unit, and the old process must not load the new version's code.
+  const systemd = config.service ? await import('./systemd-job') : undefined;
 
   let stopping = false;
   const shutdown = (signal: string): void => {
@@ -106,10 +130,20 @@ async function main(argv: readonly string[]): Promise<void> {
       process.exit(EXIT.SOFTWARE);
     }
     stopping = true;
-    log.info(`${signal}: removing the rules and routes dynmhs created`);
-    daemon.stop()
-      .then(() => service?.stop())
-      .then(() => log.close())
+    const finish = async (): Promise<void> => {
+      // Only systemd knows whether this SIGTERM stops the unit or restarts it (docs/restart.md).
+      const intent = signal === 'SIGTERM' ? await systemd?.stopIntent() : undefined;
+      if (intent?.kind === 'restart') {
+        const left = await daemon.handOver();
+        log.info(`systemd restarts ${systemd!.unitNameOfPath(intent.unit)}: leaving ${left.rules} rule${left.rules === 1 ? '' : 's'} and ${left.routes} route${left.routes === 1 ? '' : 's'} for the successor`);
+      } else {
+        log.info(`${signal}${intent !== undefined ? ` (${intent.reason})` : ''}: removing the rules and routes dynmhs created`);
+        await daemon.stop();
+      }
+      await service?.stop();
+      await log.close();
+    };
+    finish()
       .then(() => process.exit(EXIT.OK))
       .catch((error: Error) => {
         log.error(`Clean-up failed: ${error.message}`);

@@ -9,7 +9,7 @@ import { printable, quoted, UsageError } from './errors';
 export type OptionId =
   | 'network' | 'interface' | 'config' | 'loglevel' | 'logfile' | 'logcolor'
   | 'verbose' | 'quiet' | 'version' | 'help'
-  | 'source' | 'include' | 'exclude' | 'table-range' | 'state-directory' | 'table-idle' | 'no-dbus' | 'mptcp';
+  | 'source' | 'include' | 'exclude' | 'table-range' | 'state-directory' | 'table-idle' | 'no-dbus' | 'mptcp' | 'service';
 
 export interface OptionSpec {
   readonly id: OptionId;
@@ -36,6 +36,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { id: 'table-idle', arg: 'SECONDS', help: 'Free an allocated table after its connection has been gone this long (default 86400)' },
   { id: 'mptcp', arg: 'FLAGS', help: 'MPTCP endpoints for managed addresses: off (default) or a comma list of subflow, signal, backup, fullmesh; per network: IF:TABLE:mptcp=FLAGS' },
   { id: 'no-dbus', help: 'Do not export no.nntb.DynMHS on the system bus' },
+  { id: 'service', help: 'Run as dynmhs.service does: exit at once if no.nntb.DynMHS cannot be owned, and on SIGTERM leave the rules for the successor when systemd restarts the unit' },
   { id: 'version', short: 'v', help: 'Print the version and exit' },
   { id: 'help', short: 'h', help: 'Print this help and exit' },
 ];
@@ -139,7 +140,8 @@ export function helpText(program: string): string {
   lines.push(
     '',
     'Exit codes: 0 ok, 64 bad command line, 78 bad config file, 73 log file cannot be opened,',
-    '            69 a required service is unavailable, 70 internal error.',
+    '            69 a required service is unavailable, 70 internal error,',
+    '            77 (--service) the bus policy does not let dynmhs own no.nntb.DynMHS.',
   );
   return lines.join('\n') + '\n';
 }

@@ -9,6 +9,8 @@ export const EXIT = {
   UNAVAILABLE: 69,
   /** EX_SOFTWARE: internal error. */
   SOFTWARE: 70,
+  /** EX_NOPERM: the system bus refuses dynmhs its name (its bus policy is missing or not loaded). */
+  NOPERM: 77,
   /** EX_CANTCREAT: the log file (or state) cannot be created. */
   CANTCREAT: 73,
   /** EX_CONFIG: bad, missing or unreadable config file. */

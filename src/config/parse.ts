@@ -44,6 +44,7 @@ interface Scalars {
   tableIdleSeconds?: number;
   dbus?: boolean;
   mptcp?: MptcpFlags;
+  service?: boolean;
 }
 
 /** A network with where it came from, for cross-checks and their messages. */
@@ -133,6 +134,7 @@ function commandLineLayer(occurrences: readonly Occurrence[]): Layer {
       case 'table-idle': s.tableIdleSeconds = v(parseSeconds); break;
       case 'no-dbus': s.dbus = false; break;
       case 'mptcp': s.mptcp = v(parseMptcpFlags); break;
+      case 'service': s.service = true; break;
       case 'help':
       case 'version':
         break;
@@ -251,6 +253,7 @@ function merge(cli: Layer, file: Layer, configFile: string | undefined): Config 
     dbus: pick('dbus') ?? DEFAULTS.dbus,
     // Absent unless on: configs without MPTCP compare equal to what they were before it.
     ...(mptcp.length > 0 ? { mptcp } : {}),
+    ...(cli.scalars.service === true ? { service: true } : {}),
   };
 }
 

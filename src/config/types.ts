@@ -56,6 +56,8 @@ export interface Config {
   readonly dbus: boolean;
   /** MPTCP endpoint flags for every managed address (--mptcp / MPTCP=); absent or empty: none. */
   readonly mptcp?: MptcpFlags;
+  /** --service: run as dynmhs.service (command line only; see src/main.ts). */
+  readonly service?: boolean;
 }
 
 /** DynMHS accepts tables 1000–29999; so do we, for explicit and automatic tables alike. */

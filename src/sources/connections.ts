@@ -29,6 +29,12 @@ export interface ConnectionNetworks extends EventEmitter {
    * daemon that starts before the bus or the manager never tears down a working policy.
    */
   heldTables(): ReadonlySet<number>;
+  /**
+   * A reloaded configuration: INCLUDE/EXCLUDE, connection mappings, TABLE_RANGE and
+   * TABLE_IDLE apply at once ('changed' follows if the networks change). SOURCE and
+   * STATE_DIRECTORY are restart-only: the ones given at start stay.
+   */
+  reconfigure(config: Config): void;
 }
 
 export interface ConnectionNetworksDeps {
@@ -40,6 +46,8 @@ export interface ConnectionNetworksDeps {
   now?(): number;
   /** How long a vanished manager's connections are kept (default 30 s; see manager-source.ts). */
   readonly graceMs?: number;
+  /** A bus client to use instead of one of our own (tests pass a fake). */
+  readonly bus?: SystemBusClient;
 }
 
 /** How long stored tables are kept, unheard, after start (the manager's restart grace). */
@@ -62,7 +70,7 @@ class Connections extends EventEmitter implements ConnectionNetworks {
   private holdTimer?: NodeJS.Timeout;
   private readonly onChanged = (): void => this.refresh();
 
-  constructor(private readonly config: Config, private readonly log: Logger, private readonly deps: ConnectionNetworksDeps) {
+  constructor(private config: Config, private readonly log: Logger, private readonly deps: ConnectionNetworksDeps) {
     super();
     this.source = config.source === 'auto' ? 'static' : config.source;
   }
@@ -77,7 +85,7 @@ class Connections extends EventEmitter implements ConnectionNetworks {
     this.holdUntil = this.now() + (this.deps.graceMs ?? DEFAULT_HOLD_MS);
     // When the hold ends unheard, a pass must run to remove what is stale by then.
     this.holdTimer = setTimeout(() => { this.holdTimer = undefined; if (this.started) this.emit('changed'); }, this.holdUntil - this.now());
-    this.bus = new SystemBusClient({ address: this.deps.busAddress, log: this.log });
+    this.bus = this.deps.bus ?? new SystemBusClient({ address: this.deps.busAddress, log: this.log });
     const options = { bus: this.bus, log: this.log, graceMs: this.deps.graceMs };
     if (this.config.source === 'networkmanager' || this.config.source === 'auto') this.nm = new NetworkManagerSource(options);
     if (this.config.source === 'networkd' || this.config.source === 'auto') this.networkd = new NetworkdSource(options);
@@ -124,7 +132,16 @@ class Connections extends EventEmitter implements ConnectionNetworks {
   heldTables(): ReadonlySet<number> {
     const sources = [this.nm, this.networkd].filter((s): s is NonNullable<typeof s> => s !== undefined);
     if (!this.started || !this.allocator || this.now() >= this.holdUntil || sources.every((s) => s.heard())) return NO_TABLES;
-    return new Set([...this.allocator.allocations().values()].map((entry) => entry.table));
+    const tables = new Set([...this.allocator.allocations().values()].map((entry) => entry.table));
+    // Connections mapped to a table by uuid, id or type were there last run just the same.
+    for (const spec of this.config.networks) if (spec.match !== 'interface') tables.add(spec.table);
+    return tables;
+  }
+
+  reconfigure(config: Config): void {
+    this.config = { ...config, source: this.config.source, stateDirectory: this.config.stateDirectory };
+    this.allocator?.reconfigure(this.config);
+    this.refresh();
   }
 
   private now(): number {

@@ -72,7 +72,7 @@ export function explicitMapping(fact: ConnectionFact, networks: readonly Network
 }
 
 export class TableAllocator {
-  private readonly config: TableConfig;
+  private config: TableConfig;
   private readonly log: Logger;
   private readonly tableInUse: (table: number) => boolean;
   private readonly now: () => number;
@@ -93,6 +93,22 @@ export class TableAllocator {
     this.store.checkWritable();
     this.startedAt = this.now();
     this.entries = this.store.load();
+    this.dropOutsideRange();
+    this.persist();
+  }
+
+  /**
+   * A reloaded configuration: selection, mappings, range and idle time apply from the next
+   * assign(); allocations outside a new range are dropped (their connections get a table
+   * in it). The state directory is the store's and stays.
+   */
+  reconfigure(config: TableConfig): void {
+    this.config = config;
+    this.dropOutsideRange();
+    this.persist();
+  }
+
+  private dropOutsideRange(): void {
     const { first, last } = this.config.tableRange;
     for (const [uuid, e] of this.entries) {
       if (e.table < first || e.table > last) {
@@ -101,7 +117,6 @@ export class TableAllocator {
         this.dirty = true;
       }
     }
-    this.persist();
   }
 
   /** The stored allocations (uuid -> entry). */

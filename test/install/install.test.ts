@@ -81,7 +81,7 @@ describe('install-system.sh / uninstall-system.sh into a DESTDIR', { skip }, () 
     assert.match(readFileSync(join(d, 'usr/local/sbin/dynmhs'), 'utf8'), /^unset NODE_EXTRA_CA_CERTS$/m, 'the daemon starts without parsing CA certificates');
     assert.match(readFileSync(join(d, 'usr/local/sbin/dynmhs'), 'utf8'), /^exec \S*node --min-semi-space-size=32 --max-semi-space-size=32 --max-inlined-bytecode-size-cumulative=200 \/usr\/local\/lib\/dynmhs\/dist\/src\/main\.js "\$@"$/m);
     assert.match(readFileSync(join(d, 'usr/local/bin/dynmhsctl'), 'utf8'), /^exec \S*node \/usr\/local\/lib\/dynmhs\/dist\/src\/cli\/dynmhsctl\.js "\$@"$/m);
-    assert.match(readFileSync(join(d, 'usr/local/lib/systemd/system/dynmhs.service'), 'utf8'), /^ExecStart=\/usr\/local\/sbin\/dynmhs --config \/etc\/dynmhs\/dynmhs\.conf$/m);
+    assert.match(readFileSync(join(d, 'usr/local/lib/systemd/system/dynmhs.service'), 'utf8'), /^ExecStart=\/usr\/local\/sbin\/dynmhs --service --config \/etc\/dynmhs\/dynmhs\.conf$/m);
     assert.equal(readFileSync(join(d, 'etc/dynmhs/dynmhs.conf'), 'utf8'), readFileSync(join(REPO, 'scripts', 'dynmhs.conf.default'), 'utf8'));
     // the installed tree runs on its own modules
     for (const entry of ['dist/src/cli/dynmhsctl.js', 'dist/src/main.js']) {

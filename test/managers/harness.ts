@@ -7,7 +7,7 @@
 // namespaces, every process is stopped by the PID we started, and every namespace has
 // a unique prefix (`dmm<pid>…`) and is deleted in destroy().
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync, chmodSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SERVER4, SERVER6 } from '../helpers/netns';
@@ -294,6 +294,9 @@ export class Testbed {
     const dir = join(this.run, name);
     mkdirSync(dir, { recursive: true });
     const conf = join(this.run, `${name}.conf`);
+    const policyDir = join(this.run, `${name}.d`);
+    mkdirSync(policyDir, { recursive: true });
+    copyFileSync(join(__dirname, '..', '..', '..', 'dbus', 'no.nntb.DynMHS.conf'), join(policyDir, 'no.nntb.DynMHS.conf'));
     // Derived from the distribution's system.conf: private socket path; no fork, no syslog;
     // NO service activation (the bus would spawn real system services); absolute includedir,
     // or the NetworkManager / network1 policy files are silently not loaded.
@@ -304,7 +307,9 @@ export class Testbed {
       .replace('<fork/>', '').replace('<syslog/>', '')
       .replace('<standard_system_servicedirs/>', '')
       .replace(/<servicehelper>[^<]*<\/servicehelper>/, '')
-      .replace('<includedir>system.d</includedir>', '<includedir>/usr/share/dbus-1/system.d</includedir>');
+      .replace('<includedir>system.d</includedir>', '<includedir>/usr/share/dbus-1/system.d</includedir>')
+      // and our own policy, as installed, so a daemon run as dynmhs.service runs it (--service) can own its name
+      .replace('</busconfig>', `  <includedir>${policyDir}</includedir>\n</busconfig>`);
     if (!text.includes(`${dir}/system_bus_socket`)) throw new Error('bus config rewrite failed');
     writeFileSync(conf, text);
     const proc = this.spawn(name, 'dbus-daemon', [`--config-file=${conf}`, '--nofork', '--nosyslog'], `${name}.log`);

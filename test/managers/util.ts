@@ -2,7 +2,7 @@
 // and the kernel's rules and table routes as the end-to-end tests compare them.
 import type { Logger } from '../../src/log';
 import { SystemBusClient, type SignalMessage } from '../../src/sources/bus';
-import { run, type Testbed } from './harness';
+import { run, waitFor, type Testbed } from './harness';
 import { DaemonProcess } from '../helpers/daemon';
 
 export interface Line { readonly level: string; readonly message: string; readonly at: number }
@@ -82,4 +82,43 @@ export function startDaemon(tb: Testbed, ns: string, bus: string, args: readonly
 /** Resolves once the daemon has logged that it runs (after its first reconcile pass). */
 export function daemonRunning(daemon: DaemonProcess): Promise<string> {
   return daemon.waitForOutput(/dynmhs running/, 20_000);
+}
+
+/** The DHCPv4 and SLAAC addresses of `dev` in `ns`. */
+export async function addressesOf(tb: Testbed, ns: string, dev: string): Promise<string[]> {
+  return [...await tb.addresses(ns, dev, 4), ...await tb.addresses(ns, dev, 6)];
+}
+
+/**
+ * Waits until every address of `dev` has its rule to `table` (priority = table, and no rule
+ * to another table) and both default routes are in `table`; `context` is added to a timeout.
+ */
+export async function expectSourcePolicy(tb: Testbed, ns: string, dev: string, table: number, context: () => string = () => ''): Promise<void> {
+  const addrs = await addressesOf(tb, ns, dev);
+  if (addrs.length < 2) throw new Error(`${dev} has no DHCPv4 and SLAAC address: ${addrs.join(' ')}`);
+  let last: unknown;
+  await waitFor(`rules of ${dev} -> ${table}`, async () => {
+    const rules = (await sourceRules(ns)).filter((r) => addrs.includes(r.src));
+    last = rules;
+    return rules.length === addrs.length && rules.every((r) => r.table === String(table) && r.priority === table);
+  }, 10_000).catch((e: Error) => { throw new Error(`${e.message}; rules ${JSON.stringify(last)}${context()}`); });
+  await waitFor(`default routes in table ${table}`, async () => (await defaultRoutes(ns, table)).length === 2, 10_000);
+}
+
+/** Waits until `dev`'s addresses have no rule and `table` holds no rule and no default route. */
+export async function expectNoSourcePolicy(tb: Testbed, ns: string, dev: string, table: number, context: () => string = () => ''): Promise<void> {
+  const addrs = await addressesOf(tb, ns, dev);
+  await waitFor(`${dev}'s rules and table ${table} gone`, async () =>
+    !(await sourceRules(ns)).some((r) => addrs.includes(r.src) || r.table === String(table))
+    && (await defaultRoutes(ns, table)).length === 0, 10_000).catch((e: Error) => { throw new Error(`${e.message}${context()}`); });
+}
+
+/** The table of `dev`'s rules, once every address of it has one (the same for all). */
+export async function tableOf(tb: Testbed, ns: string, dev: string): Promise<number> {
+  return waitFor(`a table for ${dev}`, async () => {
+    const addrs = await addressesOf(tb, ns, dev);
+    const rules = (await sourceRules(ns)).filter((r) => addrs.includes(r.src));
+    const tables = new Set(rules.map((r) => r.table));
+    return addrs.length >= 2 && rules.length === addrs.length && tables.size === 1 ? Number([...tables][0]) : undefined;
+  }, 20_000);
 }

@@ -51,8 +51,15 @@ const usage = (argv: readonly string[], ...fragments: string[]): string => rejec
 const configError = (argv: readonly string[], ...fragments: string[]): string => rejects(argv, ConfigFileError, ...fragments);
 
 describe('exit codes', () => {
+  it('--service is a command-line flag only, off unless given', () => {
+    const on = parseCommandLine(['--service', '-N', 'eth0:2000']);
+    const off = parseCommandLine(['-N', 'eth0:2000']);
+    assert.equal(on.kind === 'run' && on.config.service, true);
+    assert.equal(off.kind === 'run' && off.config.service, undefined);
+    assert.throws(() => parseCommandLine(['--service=yes', '-N', 'eth0:2000']), /takes no value/);
+  });
   it('are the sysexits values', () => {
-    assert.deepEqual(EXIT, { OK: 0, USAGE: 64, CONFIG: 78, CANTCREAT: 73, UNAVAILABLE: 69, SOFTWARE: 70 });
+    assert.deepEqual(EXIT, { OK: 0, USAGE: 64, CONFIG: 78, CANTCREAT: 73, UNAVAILABLE: 69, NOPERM: 77, SOFTWARE: 70 });
     assert.equal(new UsageError('x').exitCode, 64);
     assert.equal(new ConfigFileError('x').exitCode, 78);
     assert.equal(exitCodeOf(new Error('x')), 70);

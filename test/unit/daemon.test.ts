@@ -102,6 +102,7 @@ class SlowConnections extends EventEmitter implements DynamicNetworks {
   networks(): readonly ManagedNetwork[] { return this.started ? this.reported : []; }
   activeSource(): 'networkmanager' { return 'networkmanager'; }
   heldTables(): ReadonlySet<number> { return new Set(); }
+  reconfigure(): void { /* not reloaded here */ }
   answer(): void { this.release(); }
 }
 
@@ -149,6 +150,7 @@ class UnheardConnections extends EventEmitter implements DynamicNetworks {
   networks(): readonly ManagedNetwork[] { return this.heard ? this.reported : []; }
   activeSource(): 'networkmanager' { return 'networkmanager'; }
   heldTables(): ReadonlySet<number> { return this.heard ? new Set() : this.stored; }
+  reconfigure(): void { /* not reloaded here */ }
   hear(): void { this.heard = true; this.emit('changed'); }
 }
 
@@ -173,4 +175,80 @@ test('until the manager has been heard, the last run\'s entries in stored tables
   assert.ok(!kernel.hasRule(rule('10.9.0.2', 10001)), 'the gone connection\'s rule is removed once heard');
   assert.deepEqual(kernel.applied.filter((op) => op.kind.startsWith('delete')).map((op) => op.kind), ['delete-rule']);
   await daemon.stop();
+});
+
+/** A source that selects by the configuration it is given, as the real one does: EXCLUDE=interface:X drops X. */
+class ConfiguredConnections extends EventEmitter implements DynamicNetworks {
+  readonly reconfigured: Config[] = [];
+  private excluded: readonly string[] = [];
+  constructor(private readonly reported: readonly ManagedNetwork[]) { super(); }
+  async start(): Promise<void> { /* heard at once */ }
+  async stop(): Promise<void> { /* nothing to stop */ }
+  networks(): readonly ManagedNetwork[] { return this.reported.filter((n) => !this.excluded.includes(n.interfaceName)); }
+  activeSource(): 'networkmanager' { return 'networkmanager'; }
+  heldTables(): ReadonlySet<number> { return new Set(); }
+  reconfigure(config: Config): void {
+    this.reconfigured.push(config);
+    this.excluded = config.exclude.filter((s) => s.match === 'interface').map((s) => s.value);
+    this.emit('changed');
+  }
+}
+
+test('reload hands the new configuration to the connection source; restart-only keys keep their start-up values, with a warning each', async () => {
+  const kernel = new FakeKernel();
+  kernel.addLink(WAN1); kernel.addLink(WAN2);
+  kernel.addAddress(addr(3, '10.1.0.2')); kernel.addAddress(addr(4, '10.2.0.2'));
+  const log = recordingLogger();
+  const source = new ConfiguredConnections([
+    { interfaceName: 'wan1', table: 10000, priority: 10000, origin: 'networkmanager' },
+    { interfaceName: 'wan2', table: 10001, priority: 10001, origin: 'networkmanager' },
+  ]);
+  const initial: Config = { ...config([]), source: 'networkmanager', dbus: true, logFile: '/var/log/dynmhs/a.log' };
+  let next = initial;
+  const daemon = new Daemon({ kernel, log, config: initial, loadConfig: () => next, version: 'test', clock: new FakeClock(), connections: () => source });
+  await daemon.start();
+  assert.ok(kernel.hasRule(rule('10.2.0.2', 10001)));
+  const before = kernel.applied.length;
+  next = {
+    ...initial, exclude: [{ match: 'interface', value: 'wan2' }], tableIdleSeconds: 60,
+    source: 'networkd', stateDirectory: '/elsewhere', dbus: false, logColor: true, logFile: undefined,
+  };
+  await daemon.reload();
+  const given = source.reconfigured.at(-1)!;
+  assert.deepEqual(given.exclude, [{ match: 'interface', value: 'wan2' }]);
+  assert.equal(given.tableIdleSeconds, 60);
+  assert.deepEqual([given.source, given.stateDirectory, given.dbus, given.logColor, given.logFile],
+    ['networkmanager', '/nonexistent', true, false, '/var/log/dynmhs/a.log']);
+  for (const key of ['SOURCE', 'STATE_DIRECTORY', 'DBUS', 'LOGCOLOR', 'LOGFILE']) {
+    assert.ok(log.lines.some((l) => l.startsWith('warning') && l.includes(`Reload: ${key} changed`) && l.includes('next restart')), `${key}: ${log.lines.join('\n')}`);
+  }
+  assert.ok(!kernel.hasRule(rule('10.2.0.2', 10001)), 'the excluded connection lost its rule');
+  assert.ok(kernel.hasRule(rule('10.1.0.2', 10000)));
+  const tableOf = (op: (typeof kernel.applied)[number]): number => ('rule' in op ? op.rule.table : op.route.table);
+  assert.deepEqual(kernel.applied.slice(before).map(tableOf), [10001], 'only the excluded connection\'s rule removed; nothing done to wan1');
+  assert.equal(daemon.status().source, 'networkmanager');
+  await daemon.stop();
+});
+
+test('handOver leaves every rule and route of ours for a successor, says how many, and stops the connection source', async () => {
+  const kernel = new FakeKernel();
+  kernel.addLink(WAN1);
+  kernel.addAddress(addr(3, '10.1.0.2'));
+  kernel.addRoute(route({ dst: '0.0.0.0', dstLength: 0, gateway: '10.1.0.1', oif: 3, metric: 100 }));
+  let stopped = 0;
+  const source = new ConfiguredConnections([{ interfaceName: 'wan1', table: 10000, priority: 10000, origin: 'networkmanager' }]);
+  source.stop = async () => { stopped++; };
+  const daemon = new Daemon({
+    kernel, log: recordingLogger(), config: { ...config([]), source: 'networkmanager' }, loadConfig: () => config([]),
+    version: 'test', clock: new FakeClock(), connections: () => source,
+  });
+  await daemon.start();
+  const before = kernel.observed();
+  const applied = kernel.applied.length;
+  assert.deepEqual(await daemon.handOver(), { rules: 1, routes: 1 });
+  assert.equal(kernel.applied.length, applied, 'nothing removed');
+  assert.deepEqual(kernel.observed().rules, before.rules);
+  assert.deepEqual(kernel.observed().routes, before.routes);
+  assert.equal(stopped, 1, 'the connection source stopped (its tables saved)');
+  assert.equal(daemon.status().state, 'stopping');
 });

@@ -278,3 +278,22 @@ test('the daemon: endpoints follow its passes, status shows them, a reload that 
   await daemon.stop();
   assert.deepEqual([...pm.table.values()].map((e) => e.address), ['10.9.9.9'], 'only the foreign endpoint is left');
 });
+
+test('the daemon\'s hand-over to a successor (a restart) leaves its endpoints', async () => {
+  const kernel = new FakeKernel();
+  kernel.addLink(WAN1);
+  kernel.addAddress(addr(3, '10.1.0.2'));
+  kernel.addRoute(route({ dst: '0.0.0.0', dstLength: 0, gateway: '10.1.0.1', oif: 3, metric: 200 }));
+  const config: Config = {
+    networks: [{ match: 'interface', value: 'wan1', table: 2000, definedAt: 'test' }], mptcp: ['subflow'],
+    logLevel: 2, logColor: false, source: 'static', include: [], exclude: [],
+    tableRange: { first: 10000, last: 19999 }, stateDirectory: '/nonexistent', tableIdleSeconds: 86400, dbus: false,
+  };
+  const { pm, sync, saved } = syncSetup();
+  const daemon = new Daemon({ kernel, log: recordingLogger(), config, loadConfig: () => config, version: 'test', clock: new FakeClock(), endpoints: sync });
+  await daemon.start();
+  assert.deepEqual([...pm.table.values()].map((e) => e.address), ['10.1.0.2']);
+  await daemon.handOver();
+  assert.deepEqual([...pm.table.values()].map((e) => e.address), ['10.1.0.2'], 'the endpoint stays');
+  assert.equal(saved.at(-1), JSON.stringify([[1, '10.1.0.2']]), 'and so does its record');
+});

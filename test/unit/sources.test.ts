@@ -13,6 +13,9 @@ import { NetworkdSource } from '../../src/sources/networkd';
 import { BusCallError, plain, type SignalMessage, type SystemBusClient } from '../../src/sources/bus';
 import { Variant } from 'dbus-next';
 import type { Logger } from '../../src/log';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const quiet: Logger = {
   trace: () => undefined, debug: () => undefined, info: () => undefined, warning: () => undefined, error: () => undefined, fatal: () => undefined,
@@ -334,5 +337,68 @@ describe('createConnectionNetworks', () => {
     assert.equal(none.activeSource(), 'static');
     assert.deepEqual(none.networks(), []);
     await none.stop();
+  });
+});
+
+describe('createConnectionNetworks: reload', () => {
+  const base = {
+    networks: [], logLevel: 2 as const, logColor: false, include: [], exclude: [], tableRange: { first: 1000, last: 1009 },
+    tableIdleSeconds: 60, dbus: false, source: 'networkmanager' as const,
+  };
+  const nmBus = (): FakeBus => {
+    const bus = new FakeBus();
+    bus.owners.set(NM, ':1.5');
+    bus.objects = nmManagedObjects(false, device(2, 'wan1'), active(2, 'wan1', U1), device(3, 'wan2'), active(3, 'wan2', U2));
+    return bus;
+  };
+  const tables = (networks: ReadonlyArray<{ interfaceName: string; table: number }>): string[] => networks.map((n) => `${n.interfaceName}:${n.table}`);
+
+  test('EXCLUDE and a connection mapping given on reload apply at once; SOURCE and STATE_DIRECTORY stay', async () => {
+    const { createConnectionNetworks } = await import('../../src/sources/connections');
+    const dir = mkdtempSync(join(tmpdir(), 'dynmhs-reload-'));
+    const config = { ...base, stateDirectory: dir };
+    const bus = nmBus();
+    const source = createConnectionNetworks(config, quiet, { tableInUse: () => false, bus: bus as unknown as SystemBusClient });
+    try {
+      await source.start();
+      assert.deepEqual(tables(source.networks()), ['wan1:1000', 'wan2:1001']);
+      let changes = 0;
+      source.on('changed', () => changes++);
+      source.reconfigure({ ...config, exclude: [{ match: 'interface', value: 'wan2' }] });
+      assert.deepEqual(tables(source.networks()), ['wan1:1000']);
+      assert.equal(changes, 1);
+      source.reconfigure({ ...config, exclude: [{ match: 'interface', value: 'wan2' }], networks: [{ match: 'id', value: 'wan1', table: 3000, definedAt: 'test' }] });
+      assert.deepEqual(tables(source.networks()), ['wan1:3000']);
+      // a reload back to the first configuration: wan1 gets its stored table again, wan2 its own
+      source.reconfigure({ ...config, source: 'networkd', stateDirectory: '/elsewhere' });
+      assert.deepEqual(tables(source.networks()), ['wan1:1000', 'wan2:1001']);
+      assert.equal(source.activeSource(), 'networkmanager');
+      assert.ok(existsSync(join(dir, 'tables.json')) && !existsSync('/elsewhere'));
+      // a new range: the stored tables outside it are dropped and the connections get tables in it
+      source.reconfigure({ ...config, tableRange: { first: 5000, last: 5009 } });
+      assert.deepEqual(tables(source.networks()), ['wan1:5000', 'wan2:5001']);
+    } finally {
+      await source.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('until the manager has been heard, the tables of connection mappings are held too', async () => {
+    const { createConnectionNetworks } = await import('../../src/sources/connections');
+    const dir = mkdtempSync(join(tmpdir(), 'dynmhs-hold-'));
+    const bus = nmBus();
+    bus.connected = () => false;
+    const config = { ...base, stateDirectory: dir, networks: [
+      { match: 'id' as const, value: 'wan1', table: 3000, definedAt: 'test' },
+      { match: 'interface' as const, value: 'eth9', table: 4000, definedAt: 'test' },
+    ] };
+    const source = createConnectionNetworks(config, quiet, { tableInUse: () => false, bus: bus as unknown as SystemBusClient });
+    try {
+      await source.start();
+      assert.deepEqual([...source.heldTables()], [3000], 'mapped by id: held; by interface: a static network of the daemon');
+    } finally {
+      await source.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
