@@ -1,7 +1,9 @@
 // MPTCP endpoints on the real kernel: an MPTCP connection from the host to the internet
 // namespace uses both uplinks with --mptcp subflow and only wan1 without it; endpoints
-// follow addresses, foreign ones are left alone, ownership survives SIGKILL and restart.
-// Needs root (namespaces) and python3 (the MPTCP client and server).
+// follow addresses (also under a live connection), foreign ones are left alone, ownership
+// survives SIGKILL, a restart and systemd's restart hand-over; a backup network carries
+// data only when the other path fails. Needs root (namespaces) and python3 (MPTCP client
+// and server).
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -9,7 +11,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DaemonProcess, leftovers, startConverged } from '../helpers/daemon';
+import { DaemonProcess, leftovers, networkArgs, startConverged, waitConverged } from '../helpers/daemon';
+import { REPO, startSystemBus } from '../helpers/dbus-harness';
+import { FakeSystemd } from '../helpers/fake-systemd';
 import { MptcpTraffic, mptcpSkipReason, type KernelEndpoint, type Sample, type Stream, type Transfer } from '../helpers/mptcp';
 import { netnsSkipReason, README_NETS, SERVER4, SERVER6, Topology, WAN1, WAN2 } from '../helpers/netns';
 import { eventually, holdsFor } from '../helpers/wait';
@@ -169,6 +173,39 @@ describe('MPTCP endpoints for managed addresses', { skip }, () => {
       assert.deepEqual(endpoints(), []);
     } finally {
       for (const address of extra) spawnSync('ip', ['-n', topo.host, 'addr', 'del', `${address}/24`, 'dev', 'wan1']);
+    }
+  });
+
+  it('under the unit (--service): a restart hands the endpoints over untouched, a stop removes them', async () => {
+    const busDir = mkdtempSync(join(tmpdir(), `dynmhs-mptcp-bus-${process.pid}-`));
+    const bus = await startSystemBus(join(busDir, 'bus'), [join(REPO, 'dbus', 'no.nntb.DynMHS.conf'), '/usr/share/dbus-1/system.d/org.freedesktop.systemd1.conf']);
+    const fake = await FakeSystemd.start(bus.address);
+    const service = (): DaemonProcess => DaemonProcess.start(topo.host, [...networkArgs(README_NETS), '--service', '--mptcp', 'subflow',
+      '--state-directory', dir, '--loglevel', '1'], { noDbus: false, env: { DBUS_SYSTEM_BUS_ADDRESS: bus.address } });
+    try {
+      d = service();
+      await waitConverged(topo, d, README_NETS, 20_000);
+      await eventually(() => assert.equal(endpoints().length, 4), 10_000);
+      const before = endpoints();
+      fake.unitPids.add(d.pid);
+      fake.job = 'restart';
+      assert.equal(await d.stop('SIGTERM', 10_000), 0);
+      assert.match(d.output(), /systemd restarts dynmhs\.service: leaving/);
+      assert.deepEqual(endpoints(), before, 'the endpoints stay for the successor');
+      d = service();
+      await waitConverged(topo, d, README_NETS, 20_000);
+      await holdsFor(() => assert.deepEqual(endpoints(), before), 2500, 250);
+      assert.doesNotMatch(d.output(), /Adding MPTCP endpoint|Deleting MPTCP endpoint/, 'the successor adopts them as they are');
+      fake.unitPids.clear();
+      fake.unitPids.add(d.pid);
+      fake.job = 'stop';
+      assert.equal(await d.stop('SIGTERM', 10_000), 0);
+      d = undefined;
+      assert.deepEqual(endpoints(), []);
+    } finally {
+      fake.stop();
+      await bus.stop();
+      rmSync(busDir, { recursive: true, force: true });
     }
   });
 
