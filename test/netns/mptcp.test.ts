@@ -187,6 +187,15 @@ describe('MPTCP endpoints for managed addresses', { skip }, () => {
       await waitConverged(topo, d, README_NETS, 20_000);
       await eventually(() => assert.equal(endpoints().length, 4), 10_000);
       const before = endpoints();
+      // dynmhsctl status over the bus shows each network's flags and endpoint ids.
+      const ctl = spawnSync(process.execPath, [join(REPO, 'dist', 'src', 'cli', 'dynmhsctl.js'), 'status'],
+        { encoding: 'utf8', env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: bus.address } });
+      assert.equal(ctl.status, 0, ctl.stderr);
+      const idsOf = (dev: string): string => before.filter((e) => e.dev === dev).map((e) => e.id).join(',');
+      assert.match(ctl.stdout, /\bMPTCP\b/);
+      for (const dev of ['wan1', 'wan2']) {
+        assert.match(ctl.stdout, new RegExp(`^${dev}\\s+${dev}\\s+.*\\ssubflow ${idsOf(dev)}\\s`, 'm'), ctl.stdout);
+      }
       fake.unitPids.add(d.pid);
       fake.job = 'restart';
       assert.equal(await d.stop('SIGTERM', 10_000), 0);
