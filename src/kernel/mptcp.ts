@@ -1,6 +1,7 @@
 // The in-kernel MPTCP path manager over generic netlink (family "mptcp_pm"): its endpoints
 // and limits, as `ip mptcp endpoint|limits` reads and sets them (iproute2 ip/ipmptcp.c).
 // Attribute layout from uapi linux/mptcp_pm.h.
+import { readFileSync } from 'node:fs';
 import { createGenericNetlink, genl, type GenericNetlinkSocket } from 'netlink';
 import { readAddress, writeAddress } from '../address';
 import type { Endpoint, Family, MptcpLimits, OperationResult } from '../model';
@@ -128,6 +129,22 @@ export class MptcpPathManager {
 
   close(): void {
     this.socket.socket.close();
+  }
+
+  /**
+   * Settings of this network namespace under which endpoints do nothing: MPTCP sockets
+   * disabled (net.mptcp.enabled=0), or the userspace path manager (mptcpd) in charge,
+   * which ignores the in-kernel endpoints. One sentence each; none when all is well.
+   */
+  problems(): string[] {
+    const read = (name: string): string | undefined => {
+      try { return readFileSync(`/proc/sys/net/mptcp/${name}`, 'utf8').trim(); } catch { return undefined; }
+    };
+    const found: string[] = [];
+    if (read('enabled') === '0') found.push('net.mptcp.enabled is 0, so no MPTCP socket can be opened; set it to 1');
+    const manager = read('path_manager') ?? (read('pm_type') === '1' ? 'userspace' : undefined);
+    if (manager === 'userspace') found.push('net.mptcp.path_manager is userspace (mptcpd?), which does not use these endpoints; set it to kernel');
+    return found;
   }
 
   async endpoints(): Promise<Endpoint[]> {

@@ -17,6 +17,8 @@ export interface PathManager {
   limits(): Promise<MptcpLimits>;
   setLimits(limits: MptcpLimits): Promise<OperationResult>;
   close(): void;
+  /** Settings under which endpoints do nothing, one sentence each. */
+  problems?(): string[];
 }
 
 export interface OwnedRecord {
@@ -58,6 +60,7 @@ export class EndpointSync {
   private signature = '';
   /** How many endpoints were wanted when the limits were last checked. */
   private limitsCheckedFor = -1;
+  private problemsReported = new Set<string>();
 
   constructor(private readonly options: EndpointSyncOptions) {
     this.clock = options.clock ?? systemClock;
@@ -158,6 +161,7 @@ export class EndpointSync {
     }
     const pm = await this.open(wanted);
     if (pm === undefined) return;
+    if (wanted.length > 0) this.reportProblems(pm);
     const present = await pm.endpoints();
     const plan = planEndpoints(wanted, present, owned);
     this.reportForeign(plan.foreign, plan.noRoom);
@@ -232,6 +236,13 @@ export class EndpointSync {
       this.unavailable = message;
       return undefined;
     }
+  }
+
+  /** Each setting that makes the endpoints useless, once while it lasts. */
+  private reportProblems(pm: PathManager): void {
+    const problems = new Set(pm.problems?.() ?? []);
+    for (const problem of problems) if (!this.problemsReported.has(problem)) this.options.log.warning(`MPTCP endpoints are in place, but ${problem}`);
+    this.problemsReported = problems;
   }
 
   private async raiseLimits(pm: PathManager, wanted: readonly WantedEndpoint[]): Promise<void> {

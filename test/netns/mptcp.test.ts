@@ -250,4 +250,16 @@ describe('MPTCP endpoints for managed addresses', { skip }, () => {
     d = undefined;
     assert.deepEqual(endpoints(), []);
   });
+
+  it('the userspace path manager, which ignores endpoints, is reported', async () => {
+    topo.exec('sysctl', ['-q', '-w', 'net.mptcp.path_manager=userspace']);
+    try {
+      d = await startConverged(topo, README_NETS, ['--loglevel', '1', '--state-directory', dir, '--mptcp', 'subflow']);
+      await d.waitForOutput(/MPTCP endpoints are in place, but net\.mptcp\.path_manager is userspace \(mptcpd\?\), which does not use these endpoints; set it to kernel/, 10_000);
+      assert.equal(await d.stop(), 0);
+      d = undefined;
+    } finally {
+      topo.exec('sysctl', ['-q', '-w', 'net.mptcp.path_manager=kernel']);
+    }
+  });
 });

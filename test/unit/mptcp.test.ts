@@ -144,6 +144,8 @@ test('limits: raised to what the endpoints need, capped at the kernel\'s 8, neve
 
 class FakePathManager implements PathManager {
   table = new Map<number, Endpoint>();
+  settings: string[] = [];
+  problems(): string[] { return this.settings; }
   limitsNow: MptcpLimits = { subflows: 2, addAddrAccepted: 0 };
   async endpoints(): Promise<Endpoint[]> { return [...this.table.values()]; }
   async add(e: Omit<Endpoint, 'port'>): Promise<OperationResult> {
@@ -296,4 +298,21 @@ test('the daemon\'s hand-over to a successor (a restart) leaves its endpoints', 
   await daemon.handOver();
   assert.deepEqual([...pm.table.values()].map((e) => e.address), ['10.1.0.2'], 'the endpoint stays');
   assert.equal(saved.at(-1), JSON.stringify([[1, '10.1.0.2']]), 'and so does its record');
+});
+
+test('sync: a setting under which endpoints do nothing (the userspace path manager) is reported once while it lasts', async () => {
+  const { pm, log, sync } = syncSetup();
+  pm.settings = ['net.mptcp.path_manager is userspace'];
+  sync.update(plans(), () => ['subflow']);
+  await sync.idle();
+  sync.markDirty();
+  await sync.idle();
+  assert.equal(log.lines.filter((l) => l === 'warning: MPTCP endpoints are in place, but net.mptcp.path_manager is userspace').length, 1);
+  pm.settings = [];
+  sync.markDirty();
+  await sync.idle();
+  pm.settings = ['net.mptcp.path_manager is userspace'];
+  sync.markDirty();
+  await sync.idle();
+  assert.equal(log.lines.filter((l) => l.includes('path_manager is userspace')).length, 2, 'reported again after it was fixed and came back');
 });
