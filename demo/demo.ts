@@ -13,6 +13,7 @@ import { existsSync } from 'node:fs';
 import { DAEMON_MAIN, DaemonProcess } from '../test/helpers/daemon';
 import { convergence, netnsSkipReason, README_NETS, SERVER4, SERVER6, Topology, WAN1, WAN2, type Wan } from '../test/helpers/netns';
 import { waitFor } from '../test/helpers/wait';
+import { mptcpStep } from './mptcp';
 
 const useColor = process.stdout.isTTY === true;
 const c = (code: string, s: string) => (useColor ? `\x1b[${code}m${s}\x1b[0m` : s);
@@ -159,7 +160,11 @@ async function main(): Promise<number> {
     const clean = leftovers.every((n) => n === 0);
     console.log(clean ? green('  clean: no dynmhs rules or routes left') : red('  leftovers found'));
 
-    const success = good === withD.length && code === 0 && clean;
+    heading('MPTCP: one connection over both uplinks (dynmhs --mptcp subflow)');
+    const mptcpOk = await mptcpStep(topo, (line) => console.log(line));
+    console.log(mptcpOk ? green('  both uplinks carried the connection with --mptcp, only wan1 without') : red('  MPTCP step FAILED'));
+
+    const success = good === withD.length && code === 0 && clean && mptcpOk;
     heading(success ? 'Demo succeeded' : 'Demo FAILED');
     return success ? 0 : 1;
   } catch (e) {

@@ -38,6 +38,16 @@ export interface RouteView {
   readonly type: string;
 }
 
+/** An MPTCP endpoint for one of the network's addresses. */
+export interface EndpointView {
+  readonly id: number;
+  readonly address: string;
+  /** As `ip mptcp endpoint` names them: "subflow,backup". */
+  readonly flags: string;
+  /** False: another program's endpoint, which dynmhs leaves alone. */
+  readonly own: boolean;
+}
+
 export interface NetworkStatus {
   /** Stable key of the network for its lifetime in the daemon (the interface name). */
   readonly interfaceName: string;
@@ -53,6 +63,10 @@ export interface NetworkStatus {
   readonly rules: readonly RuleView[];
   readonly routes: readonly RouteView[];
   readonly state: NetworkState;
+  /** The network's MPTCP endpoint flags, "off" or e.g. "subflow,backup"; absent: off. */
+  readonly mptcpFlags?: string;
+  /** The endpoints for its addresses; absent: none. */
+  readonly endpoints?: readonly EndpointView[];
 }
 
 export interface DaemonStatus {

@@ -15,6 +15,8 @@ import type { NetworkPlan } from './policy/derive';
 import type { Clock } from './reconcile/limiter';
 import { removeEverythingOurs } from './reconcile/cleanup';
 import { Reconciler, type PassResult } from './reconcile/loop';
+import type { EndpointSync } from './reconcile/endpoints';
+import { mptcpFlagsFor } from './policy/endpoints';
 
 /** What a connection source (NetworkManager, networkd) gives the daemon: see src/sources/. */
 export interface DynamicNetworks extends EventEmitter {
@@ -38,6 +40,8 @@ export interface DaemonOptions {
   /** Builds the connection source for a config whose source is not 'static'. */
   readonly connections?: (config: Config, tableInUse: (table: number) => boolean) => DynamicNetworks;
   readonly clock?: Clock;
+  /** MPTCP endpoints for the managed addresses (src/reconcile/endpoints.ts); absent: none. */
+  readonly endpoints?: EndpointSync;
 }
 
 /**
@@ -100,6 +104,7 @@ export class Daemon extends EventEmitter implements DaemonControl {
     }
     this.reconciler.markDirty();
     await this.reconciler.idle();
+    await this.options.endpoints?.idle();
     this.setState('running');
   }
 
@@ -108,6 +113,7 @@ export class Daemon extends EventEmitter implements DaemonControl {
     const { kernel, log } = this.options;
     await this.detachSources();
     await this.reconciler.stop();
+    await this.options.endpoints?.stop();
     const { rules, routes, left } = await removeEverythingOurs(kernel, log);
     log.info(`Removed ${rules} rule${rules === 1 ? '' : 's'} and ${routes} route${routes === 1 ? '' : 's'}`
       + (left > 0 ? `; ${left} could not be removed` : ''));
@@ -117,11 +123,13 @@ export class Daemon extends EventEmitter implements DaemonControl {
   /**
    * Stops and leaves every route and rule in the kernel, for a successor that adopts them
    * (protocol 249 marks them as ours): systemd restarts the unit. Returns what was left.
+   * MPTCP endpoints stay too; the successor knows them from the state directory's record.
    */
   async handOver(): Promise<{ rules: number; routes: number }> {
     const { kernel } = this.options;
     await this.detachSources();
     await this.reconciler.stop();
+    await this.options.endpoints?.release();
     const observed = kernel.observed();
     const left = {
       rules: observed.rules.filter((r) => r.protocol === DYNMHS_PROTOCOL).length,
@@ -143,8 +151,9 @@ export class Daemon extends EventEmitter implements DaemonControl {
   }
 
   /** Resolves once the loop has nothing left to do (tests, benchmarks). */
-  settled(): Promise<void> {
-    return this.reconciler.idle();
+  async settled(): Promise<void> {
+    await this.reconciler.idle();
+    await this.options.endpoints?.idle();
   }
 
   networks(): ManagedNetwork[] {
@@ -275,6 +284,7 @@ export class Daemon extends EventEmitter implements DaemonControl {
   }
 
   private afterPass(result: PassResult): void {
+    this.options.endpoints?.update(result.plans, (network) => mptcpFlagsFor(network, this.config.networks, this.config.mptcp));
     if (result.added + result.removed + result.failed > 0) {
       this.emit('applied', { added: result.added, removed: result.removed, failed: result.failed });
     }
@@ -323,6 +333,8 @@ export class Daemon extends EventEmitter implements DaemonControl {
       })),
       routes,
       state,
+      mptcpFlags: mptcpFlagsFor(network, this.config.networks, this.config.mptcp).join(',') || 'off',
+      endpoints: this.options.endpoints?.endpointsOf(network.interfaceName) ?? [],
     };
   }
 }

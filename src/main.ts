@@ -15,6 +15,9 @@ import { EXIT, exitCodeOf, parseCommandLine } from './config/parse';
 import type { Config } from './config/types';
 import { Daemon } from './daemon';
 import { RtnetlinkKernel } from './kernel/netlink';
+import { MptcpPathManager } from './kernel/mptcp';
+import { OwnedEndpointStore } from './kernel/owned-endpoints';
+import { EndpointSync } from './reconcile/endpoints';
 import { createLogger, type Logger } from './log';
 import type { DbusService } from './dbus/service';
 import { BUS_NAME } from './dbus/names';
@@ -58,7 +61,15 @@ async function main(argv: readonly string[]): Promise<void> {
   }
 
   const version = parseCommandLine(['--version']);
-  const daemon = new Daemon({
+  // Always built, also with MPTCP off: it deletes endpoints a previous run left (its record says which).
+  const endpoints = new EndpointSync({
+    open: () => MptcpPathManager.open(),
+    store: new OwnedEndpointStore(config.stateDirectory, log),
+    log,
+    onChange: () => daemon.emit('changed'),
+  });
+  const daemon: Daemon = new Daemon({
+    endpoints,
     kernel: new RtnetlinkKernel(log),
     log,
     config,

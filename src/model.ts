@@ -124,3 +124,27 @@ export interface OperationResult {
   /** errno name on failure, e.g. "ENETUNREACH". */
   readonly code?: string;
 }
+
+/** MPTCP_PM_ADDR_FLAG_* bits of an endpoint (uapi linux/mptcp_pm.h). */
+export const MPTCP_FLAG_BITS = { signal: 1, subflow: 2, backup: 4, fullmesh: 8 } as const;
+/** Set by the kernel on endpoints it made for an address in use without one; a user endpoint replaces it. */
+export const MPTCP_FLAG_IMPLICIT = 16;
+
+/** An endpoint of the kernel's in-kernel MPTCP path manager (`ip mptcp endpoint`). */
+export interface Endpoint {
+  /** 1-255; the kernel's handle for it. */
+  readonly id: number;
+  readonly family: Family;
+  readonly address: string;
+  /** MPTCP_FLAG_BITS and others. */
+  readonly flags: number;
+  /** The `dev` it is bound to; 0 for none. */
+  readonly ifindex: number;
+  readonly port: number;
+}
+
+/** The path manager's limits (`ip mptcp limits`). */
+export interface MptcpLimits {
+  readonly subflows: number;
+  readonly addAddrAccepted: number;
+}

@@ -109,22 +109,33 @@ function matches(n: NetworkStatus, selector: string): boolean {
   return n.interfaceName === selector || n.connectionId === selector || n.connectionUuid === selector || String(n.table) === selector;
 }
 
+/** "-" when off, else the flags and the endpoint ids, a foreign one marked: "subflow 1,2,77(foreign)". */
+function mptcpText(n: NetworkStatus): string {
+  if (n.mptcpFlags === undefined || n.mptcpFlags === 'off') return '-';
+  const ids = (n.endpoints ?? []).map((e) => `${e.id}${e.own ? '' : '(foreign)'}`);
+  return ids.length > 0 ? `${n.mptcpFlags} ${ids.join(',')}` : n.mptcpFlags;
+}
+
 export function render(command: string, args: readonly string[], json: boolean, d: Described): string {
   switch (command) {
     case 'describe':
       return JSON.stringify(d, null, 2);
     case 'status': {
+      const withMptcp = d.networks.some((n) => n.mptcpFlags !== undefined && n.mptcpFlags !== 'off');
       const rows = d.networks.map((n) => ({
         network: networkName(n), interface: n.interfaceName, table: n.table,
         addresses: n.addresses.map((a) => `${a.address}/${a.prefixLength}`),
         rules: n.rules.length, routes: n.routes.length, origin: n.origin, state: n.state,
+        // Only where MPTCP is on somewhere: without it, the table reads as it always did.
+        ...(withMptcp ? { mptcp: mptcpText(n) } : {}),
       }));
       if (json) return JSON.stringify({ version: d.version, source: d.source, state: d.state, networks: rows }, null, 2);
       const head = `dynmhs ${d.version}: ${d.state}, source ${d.source}, ${d.networks.length} network${d.networks.length === 1 ? '' : 's'}`;
       if (rows.length === 0) return `${head}\n(no networks)`;
-      return `${head}\n\n${formatTable(['NETWORK', 'INTERFACE', 'TABLE', 'ADDRESSES', 'RULES', 'ROUTES', 'ORIGIN', 'STATE'],
-        rows.map((r) => [r.network, r.interface, String(r.table), r.addresses.length ? r.addresses.join(', ') : '-',
-          String(r.rules), String(r.routes), r.origin, r.state]))}`;
+      const mptcpColumn = (cells: string[], mptcp: string | undefined): string[] => (withMptcp ? [...cells.slice(0, 6), mptcp ?? '-', ...cells.slice(6)] : cells);
+      return `${head}\n\n${formatTable(mptcpColumn(['NETWORK', 'INTERFACE', 'TABLE', 'ADDRESSES', 'RULES', 'ROUTES', 'ORIGIN', 'STATE'], 'MPTCP'),
+        rows.map((r) => mptcpColumn([r.network, r.interface, String(r.table), r.addresses.length ? r.addresses.join(', ') : '-',
+          String(r.rules), String(r.routes), r.origin, r.state], r.mptcp)))}`;
     }
     case 'networks': {
       const rows = d.networks.map((n) => ({

@@ -9,7 +9,7 @@ import { printable, quoted, UsageError } from './errors';
 export type OptionId =
   | 'network' | 'interface' | 'config' | 'loglevel' | 'logfile' | 'logcolor'
   | 'verbose' | 'quiet' | 'version' | 'help'
-  | 'source' | 'include' | 'exclude' | 'table-range' | 'state-directory' | 'table-idle' | 'no-dbus' | 'service';
+  | 'source' | 'include' | 'exclude' | 'table-range' | 'state-directory' | 'table-idle' | 'no-dbus' | 'mptcp' | 'service';
 
 export interface OptionSpec {
   readonly id: OptionId;
@@ -34,6 +34,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { id: 'table-range', arg: 'FIRST-LAST', help: 'Tables for connections without a mapping (default 10000-19999)' },
   { id: 'state-directory', arg: 'DIR', help: 'Where table allocations are kept (default /var/lib/dynmhs)' },
   { id: 'table-idle', arg: 'SECONDS', help: 'Free an allocated table after its connection has been gone this long (default 86400)' },
+  { id: 'mptcp', arg: 'FLAGS', help: 'MPTCP endpoints for managed addresses: off (default) or a comma list of subflow, signal, backup, fullmesh; per network: IF:TABLE:mptcp=FLAGS' },
   { id: 'no-dbus', help: 'Do not export no.nntb.DynMHS on the system bus' },
   { id: 'service', help: 'Run as dynmhs.service does: exit at once if no.nntb.DynMHS cannot be owned, and on SIGTERM leave the rules for the successor when systemd restarts the unit' },
   { id: 'version', short: 'v', help: 'Print the version and exit' },

@@ -9,9 +9,9 @@ import * as path from 'node:path';
 import { helpText, tokenize, type OptionId, type Occurrence } from './cli';
 import { ConfigFileError, EXIT, quoted, UsageError, ValueError } from './errors';
 import { readConfigFile, type FileEntry } from './file';
-import type { Config, LogLevel, MatchKind, NetworkSpec, Selector, SourceMode, TableRange } from './types';
+import type { Config, LogLevel, MatchKind, MptcpFlags, NetworkSpec, Selector, SourceMode, TableRange } from './types';
 import {
-  parseBoolean, parseFileName, parseLogLevel, parseMapping, parseSeconds, parseSelector,
+  parseBoolean, parseFileName, parseLogLevel, parseMapping, parseMptcpFlags, parseSeconds, parseSelector,
   parseSource, parseStateDirectory, parseTableRange,
 } from './values';
 
@@ -30,6 +30,7 @@ export const DEFAULTS = {
   stateDirectory: '/var/lib/dynmhs',
   tableIdleSeconds: 86400,
   dbus: true,
+  mptcp: [] as MptcpFlags,
 } as const;
 
 /** Settings that both the command line and the file can give; undefined = not given. */
@@ -42,6 +43,7 @@ interface Scalars {
   stateDirectory?: string;
   tableIdleSeconds?: number;
   dbus?: boolean;
+  mptcp?: MptcpFlags;
   service?: boolean;
 }
 
@@ -131,6 +133,7 @@ function commandLineLayer(occurrences: readonly Occurrence[]): Layer {
       case 'state-directory': s.stateDirectory = v(parseStateDirectory); break;
       case 'table-idle': s.tableIdleSeconds = v(parseSeconds); break;
       case 'no-dbus': s.dbus = false; break;
+      case 'mptcp': s.mptcp = v(parseMptcpFlags); break;
       case 'service': s.service = true; break;
       case 'help':
       case 'version':
@@ -141,7 +144,7 @@ function commandLineLayer(occurrences: readonly Occurrence[]): Layer {
 }
 
 const NETWORK_KEYS = ['NETWORK', 'NETWORK1', 'NETWORK2', 'NETWORK3', 'NETWORK4', 'NETWORK5'];
-const SCALAR_KEYS = ['LOGLEVEL', 'LOGCOLOR', 'LOGFILE', 'SOURCE', 'TABLE_RANGE', 'STATE_DIRECTORY', 'TABLE_IDLE', 'DBUS'];
+const SCALAR_KEYS = ['LOGLEVEL', 'LOGCOLOR', 'LOGFILE', 'SOURCE', 'TABLE_RANGE', 'STATE_DIRECTORY', 'TABLE_IDLE', 'DBUS', 'MPTCP'];
 const LIST_KEYS = ['INCLUDE', 'EXCLUDE'];
 const KNOWN_KEYS = [...NETWORK_KEYS, ...SCALAR_KEYS, ...LIST_KEYS];
 
@@ -167,6 +170,7 @@ function fileLayer(file: string, entries: readonly FileEntry[]): Layer {
       case 'STATE_DIRECTORY': s.stateDirectory = v(parseStateDirectory); break;
       case 'TABLE_IDLE': s.tableIdleSeconds = v(parseSeconds); break;
       case 'DBUS': s.dbus = v(parseBoolean); break;
+      case 'MPTCP': s.mptcp = v(parseMptcpFlags); break;
       case 'INCLUDE': layer.include.push(v(parseSelector)); break;
       case 'EXCLUDE': layer.exclude.push(v(parseSelector)); break;
       default: {
@@ -233,6 +237,7 @@ function merge(cli: Layer, file: Layer, configFile: string | undefined): Config 
   }
 
   const logFile = pick('logFile');
+  const mptcp = pick('mptcp') ?? DEFAULTS.mptcp;
   return {
     networks: networks.map((n) => n.spec),
     logLevel: pick('logLevel') ?? DEFAULTS.logLevel,
@@ -246,6 +251,8 @@ function merge(cli: Layer, file: Layer, configFile: string | undefined): Config 
     stateDirectory: pick('stateDirectory') ?? DEFAULTS.stateDirectory,
     tableIdleSeconds: pick('tableIdleSeconds') ?? DEFAULTS.tableIdleSeconds,
     dbus: pick('dbus') ?? DEFAULTS.dbus,
+    // Absent unless on: configs without MPTCP compare equal to what they were before it.
+    ...(mptcp.length > 0 ? { mptcp } : {}),
     ...(cli.scalars.service === true ? { service: true } : {}),
   };
 }

@@ -18,8 +18,16 @@ export interface Selector {
   readonly value: string;
 }
 
+/** The kernel's MPTCP endpoint flags dynmhs may set (`ip mptcp endpoint add ... FLAGS`). */
+export type MptcpFlag = 'subflow' | 'signal' | 'backup' | 'fullmesh';
+
+/** Endpoint flags for a network's addresses; empty means no endpoints (`off`). */
+export type MptcpFlags = readonly MptcpFlag[];
+
 export interface NetworkSpec extends Selector {
   readonly table: number;
+  /** A per-network `:mptcp=FLAGS` override of --mptcp; absent when not given. */
+  readonly mptcp?: MptcpFlags;
   /** Where it was given, for messages: "--network" or "/etc/dynmhs/dynmhs.conf:12". */
   readonly definedAt: string;
 }
@@ -46,6 +54,8 @@ export interface Config {
   readonly tableIdleSeconds: number;
   /** Export no.nntb.DynMHS on the system bus. */
   readonly dbus: boolean;
+  /** MPTCP endpoint flags for every managed address (--mptcp / MPTCP=); absent or empty: none. */
+  readonly mptcp?: MptcpFlags;
   /** --service: run as dynmhs.service (command line only; see src/main.ts). */
   readonly service?: boolean;
 }

@@ -2,7 +2,7 @@
 // ValueError whose message says what is accepted; the caller adds where the value
 // came from ("--network \"x\": ..." or "FILE:LINE: NETWORK=\"x\": ...").
 import { printable, quoted, ValueError } from './errors';
-import type { LogLevel, MatchKind, Selector, SourceMode, TableRange } from './types';
+import type { LogLevel, MatchKind, MptcpFlag, MptcpFlags, Selector, SourceMode, TableRange } from './types';
 import { TABLE_MAX, TABLE_MIN } from './types';
 
 export const MATCH_KINDS: readonly MatchKind[] = ['interface', 'uuid', 'id', 'type'];
@@ -17,6 +17,7 @@ const IFNAME_MAX = 15;
 
 export interface Mapping extends Selector {
   readonly table: number;
+  readonly mptcp?: MptcpFlags;
 }
 
 /** A table id: plain decimal digits only (no sign, exponent, spaces or suffix), 1000-29999. */
@@ -83,6 +84,13 @@ function matchKind(text: string, syntax: string): MatchKind {
  * id "Home:Office".
  */
 export function parseMapping(text: string): Mapping {
+  // A trailing ":mptcp=FLAGS" never ended a valid mapping before (the last segment was the
+  // table), so stripping it keeps every existing DynMHS mapping meaning what it meant.
+  const option = /:mptcp=([^:]*)$/.exec(text);
+  if (option !== null) {
+    const mptcp = checkMptcpOverride(option[1]!);
+    return { ...parseMapping(text.slice(0, option.index)), mptcp };
+  }
   const parts = text.split(':');
   if (parts.length < 2) throw new ValueError(MAPPING_SYNTAX);
   const tableText = parts[parts.length - 1]!;
@@ -155,4 +163,42 @@ export function parseStateDirectory(text: string): string {
 export function parseFileName(text: string): string {
   if (text === '') throw new ValueError('expected a file name');
   return text;
+}
+
+export const MPTCP_FLAGS: readonly MptcpFlag[] = ['subflow', 'signal', 'backup', 'fullmesh'];
+const MPTCP_SYNTAX = `expected off or a comma list of ${MPTCP_FLAGS.join(', ')} (e.g. subflow or subflow,backup)`;
+
+/**
+ * `off` or a comma list of endpoint flags, in the kernel's terms. Refused here as the kernel
+ * refuses them: signal with fullmesh. Also refused: flags without subflow or signal, which
+ * the kernel would accept but its path manager never uses (backup and fullmesh only modify
+ * how subflow/signal endpoints are used).
+ */
+export function parseMptcpFlags(text: string): MptcpFlags {
+  const words = text.toLowerCase().split(',').map((w) => w.trim());
+  if (words.length === 1 && words[0] === 'off') return [];
+  const flags: MptcpFlag[] = [];
+  for (const word of words) {
+    if (word === 'off') throw new ValueError(`"off" cannot be combined with flags; ${MPTCP_SYNTAX}`);
+    const flag = MPTCP_FLAGS.find((f) => f === word);
+    if (flag === undefined) throw new ValueError(`unknown MPTCP flag ${quoted(word)}; ${MPTCP_SYNTAX}`);
+    if (flags.includes(flag)) throw new ValueError(`MPTCP flag "${flag}" given twice; ${MPTCP_SYNTAX}`);
+    flags.push(flag);
+  }
+  if (flags.includes('signal') && flags.includes('fullmesh')) {
+    throw new ValueError('MPTCP flags signal and fullmesh cannot be combined (the kernel refuses such an endpoint); use subflow,fullmesh or signal');
+  }
+  if (!flags.includes('subflow') && !flags.includes('signal')) {
+    throw new ValueError(`MPTCP flags ${flags.join(',')} need subflow or signal as well; alone the kernel never uses the endpoint (e.g. subflow,${flags[0]})`);
+  }
+  return MPTCP_FLAGS.filter((f) => flags.includes(f));
+}
+
+function checkMptcpOverride(text: string): MptcpFlags {
+  try {
+    return parseMptcpFlags(text);
+  } catch (error) {
+    if (error instanceof ValueError) throw new ValueError(`in ${quoted(`:mptcp=${text}`)}: ${error.message}`);
+    throw error;
+  }
 }

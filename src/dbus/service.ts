@@ -565,6 +565,8 @@ function networkValues(n: NetworkStatus): Map<string, unknown> {
       i32(r.family), str(r.destination), str(r.gateway), str(r.device), u32(r.metric), str(r.prefsrc), str(r.scope), str(r.type),
     ])],
     ['State', str(n.state)],
+    ['MptcpFlags', str(n.mptcpFlags ?? 'off')],
+    ['Endpoints', (n.endpoints ?? []).map((e) => [u32(e.id), str(e.address), str(e.flags), e.own === true])],
   ]);
 }
 

@@ -61,6 +61,10 @@ export const NETWORK_SPEC: InterfaceSpec = {
     /** (family, destination, gateway, device, metric, prefsrc, scope, type) */
     { name: 'Routes', type: 'a(isssusss)', emits: 'invalidates' },
     { name: 'State', type: 's', emits: 'true' },
+    /** "off" or the endpoint flags for the network's addresses, e.g. "subflow,backup" */
+    { name: 'MptcpFlags', type: 's', emits: 'true' },
+    /** (id, address, flags, own): MPTCP endpoints for its addresses; own false: another program's */
+    { name: 'Endpoints', type: 'a(ussb)', emits: 'true' },
   ],
   signals: [],
 };

@@ -60,6 +60,18 @@ describe('dynmhsctl argument parsing and rendering (no bus needed)', () => {
       'Telia LTE  wwan0      4000   100.64.1.2/30                  1      1       networkmanager  active',
     ].join('\n'));
   });
+
+  test('status table with MPTCP on: flags and endpoint ids, a foreign one marked', () => {
+    const text = render('status', [], false, { version: '1', source: 'auto' as never, state: 'running', networks: [
+      { ...wan1, path: '/x', mptcpFlags: 'subflow', endpoints: [
+        { id: 1, address: '10.101.0.2', flags: 'subflow', own: true }, { id: 77, address: 'fd00:101::2', flags: 'signal', own: false }] },
+      { ...lte, path: '/y', mptcpFlags: 'off', endpoints: [] }] });
+    assert.equal(text.split('\n').slice(2).join('\n'), [
+      'NETWORK    INTERFACE  TABLE  ADDRESSES                      RULES  ROUTES  MPTCP                  ORIGIN          STATE',
+      'wan1       wan1       2000   10.101.0.2/24, fd00:101::2/64  2      2       subflow 1,77(foreign)  static          active',
+      'Telia LTE  wwan0      4000   100.64.1.2/30                  1      1       -                      networkmanager  active',
+    ].join('\n'));
+  });
 });
 
 const skip = isRoot() ? false

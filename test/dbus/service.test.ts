@@ -46,6 +46,8 @@ const wan1 = fakeNetwork('wan1', 2000, {
     { family: 4, destination: 'default', gateway: '10.101.0.1', device: 'wan1', metric: 100, prefsrc: '', scope: 'universe', type: 'unicast' },
     { family: 4, destination: '10.101.0.0/24', gateway: '', device: 'wan1', metric: 100, prefsrc: '10.101.0.2', scope: 'link', type: 'unicast' },
   ],
+  mptcpFlags: 'subflow',
+  endpoints: [{ id: 1, address: '10.101.0.2', flags: 'subflow', own: true }, { id: 77, address: 'fd00:101::2', flags: 'signal', own: false }],
 });
 
 interface Signal { path: string; iface: string; member: string; body: unknown[] }
@@ -145,6 +147,8 @@ describe('no.nntb.DynMHS on a private system bus with a real polkitd', { skip },
     assert.deepEqual(props.Rules.value, [[4, 2000, '10.101.0.2', 2000], [6, 2000, 'fd00:101::2', 2000]]);
     assert.deepEqual((props.Routes.value as unknown[][])[0], [4, 'default', '10.101.0.1', 'wan1', 100, '', 'universe', 'unicast']);
     assert.deepEqual(props.State.value, 'active');
+    assert.deepEqual(props.MptcpFlags, { signature: 's', value: 'subflow' });
+    assert.deepEqual(props.Endpoints, { signature: 'a(ussb)', value: [[1, '10.101.0.2', 'subflow', true], [77, 'fd00:101::2', 'signal', false]] });
     for (const key of ['ConnectionId', 'ConnectionUuid', 'DeviceType']) assert.ok(key in props, key);
 
     const networks = await as(NOBODY, M, MI, 'GetNetworks');
