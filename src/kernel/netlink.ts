@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import { RawNetlinkSocket } from 'netlink/dist/raw';
 import type { Logger } from '../log';
 import type { Observed, Operation, OperationResult, Route, Rule } from '../model';
+import { operationKey } from '../keys';
 import { ObservedCache, type CacheEvent, type CacheKind } from './cache';
 import { CommandSocket } from './commands';
 import { DumpSocket } from './dump';
@@ -90,6 +91,9 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
     return this.cache.snapshot();
   }
 
+  /** One set per apply() under way: the keys someone else deleted meanwhile. */
+  private readonly deletionsDuringApply = new Set<Set<string>>();
+
   takeForeignDeletions(): ReadonlySet<string> {
     const taken = this.foreignDeletions;
     this.foreignDeletions = new Set();
@@ -102,14 +106,28 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
 
   async apply(operations: readonly Operation[]): Promise<OperationResult[]> {
     if (operations.length === 0) return [];
-    const outcomes = await this.command!.run(operations);
-    return operations.map((op, i) => {
+    // Someone else's deletion can be read before the acknowledgement of the addition it
+    // undid: the cache must not take the addition as the last word then.
+    const deletedMeanwhile = new Set<string>();
+    this.deletionsDuringApply.add(deletedMeanwhile);
+    let outcomes: readonly (string | undefined)[];
+    try {
+      outcomes = await this.command!.run(operations);
+    } finally {
+      this.deletionsDuringApply.delete(deletedMeanwhile);
+    }
+    let undone = false;
+    const results = operations.map((op, i): OperationResult => {
       const code = outcomes[i];
       const adding = !isDelete(op);
       const ok = code === undefined || (adding ? code === 'EEXIST' : code === 'ENOENT' || code === 'ESRCH');
-      if (ok) this.cache.applyOperation(op);
+      if (ok && adding && deletedMeanwhile.size > 0 && deletedMeanwhile.has(operationKey(op))) undone = true;
+      else if (ok) this.cache.applyOperation(op);
       return ok ? { ok } : { ok, code };
     });
+    // Still in foreignDeletions: the next pass sees a deletion of something it had put in place.
+    if (undone) this.scheduleChanged();
+    return results;
   }
 
   async dumpRoutesAndRules(): Promise<{ readonly routes: readonly Route[]; readonly rules: readonly Rule[] }> {
@@ -204,7 +222,9 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
       if (event === undefined) return;
       // Our own deletions never arrive here (see start): every one that does is someone else's.
       if ((event.kind === 'route' || event.kind === 'rule') && event.removed) {
-        this.foreignDeletions.add(event.kind === 'route' ? routeKey(event.route) : ruleKey(event.rule));
+        const key = event.kind === 'route' ? routeKey(event.route) : ruleKey(event.rule);
+        this.foreignDeletions.add(key);
+        for (const deleted of this.deletionsDuringApply) deleted.add(key);
       }
       const held = this.held.get(kindOf(event));
       if (held !== undefined) { held.push(event); return; }

@@ -4,11 +4,11 @@
 // with a warning. Needs root (skipped otherwise).
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { DaemonProcess, leftovers, startConverged } from '../helpers/daemon';
 import { netnsSkipReason, Topology, WAN1 } from '../helpers/netns';
-import { sleep } from '../helpers/wait';
+import { eventually, sleep } from '../helpers/wait';
 
 const skip = netnsSkipReason();
 const FIGHT_MS = 8_000;
@@ -55,6 +55,34 @@ describe('a program deleting our rule in a loop', { skip }, () => {
     });
     const warnings = d.outputSince(mark).split('\n').filter((l) => /was deleted by another program/.test(l));
     assert.equal(warnings.length, restoresMs.length, warnings.join('\n'));
+    assert.equal(await d.stop('SIGTERM', 5000), 0);
+    assert.deepEqual(leftovers(topo), []);
+  });
+});
+
+describe('a fighter that deletes our rule the instant it is back', { skip }, () => {
+  let topo: Topology;
+  let d: DaemonProcess | undefined;
+  before(() => { topo = Topology.create(); });
+  after(() => {
+    d?.killNow();
+    topo?.destroy();
+  });
+
+  // The deletion of a restore can be read before the acknowledgement of the restore: the
+  // daemon must not then believe the rule is there.
+  it('never leaves the daemon believing a deleted rule is in place', async () => {
+    d = await startConverged(topo);
+    const del = `rule del from ${WAN1.v4} lookup ${WAN1.table} priority ${WAN1.table}`;
+    for (let round = 0; round < 3; round++) {
+      // A tight loop of deletions (most fail: the rule is gone) around the free restores.
+      spawnSync('ip', ['-n', topo.host, '-force', '-batch', '-'], { input: `${del}\n`.repeat(20_000), stdio: ['pipe', 'ignore', 'ignore'] });
+      // The restore that backs off comes within the next delay (at most 8 s in this test).
+      await eventually(() => {
+        const rules = spawnSync('ip', ['-n', topo.host, '-j', 'rule', 'show', 'table', String(WAN1.table)], { encoding: 'utf8' }).stdout;
+        assert.ok((JSON.parse(rules) as { src?: string }[]).some((r) => r.src === WAN1.v4), `round ${round}: no rule from ${WAN1.v4}`);
+      }, 9_000);
+    }
     assert.equal(await d.stop('SIGTERM', 5000), 0);
     assert.deepEqual(leftovers(topo), []);
   });
