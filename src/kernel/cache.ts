@@ -72,6 +72,11 @@ export class ObservedCache {
     return changed;
   }
 
+  /** The link is known and administratively up. */
+  linkUp(index: number): boolean {
+    return this.links.get(index)?.up === true;
+  }
+
   /** What a successful operation did, before its event arrives. */
   applyOperation(op: Operation): void {
     this.snapshotCache = undefined;

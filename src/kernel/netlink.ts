@@ -220,8 +220,10 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
         return;
       }
       if (event === undefined) return;
-      // Our own deletions never arrive here (see start): every one that does is someone else's.
-      if ((event.kind === 'route' || event.kind === 'rule') && event.removed) {
+      // Our own deletions never arrive here (see start): every one that does is someone
+      // else's, but for the kernel's flush of the routes via a link that went down (its
+      // notice comes first).
+      if ((event.kind === 'route' || event.kind === 'rule') && event.removed && !(event.kind === 'route' && this.viaDownLink(event.route))) {
         const key = event.kind === 'route' ? routeKey(event.route) : ruleKey(event.rule);
         this.foreignDeletions.add(key);
         for (const deleted of this.deletionsDuringApply) deleted.add(key);
@@ -232,6 +234,11 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
       if (this.flushesRoutesSilently(event) || this.cache.takeRedumpRequest()) this.scheduleRouteRedump();
     });
     this.pacer?.afterRead(messages);
+  }
+
+  private viaDownLink(route: Route): boolean {
+    const oifs = route.nexthops?.map((hop) => hop.oif) ?? (route.oif !== undefined ? [route.oif] : []);
+    return oifs.length > 0 && oifs.every((oif) => !this.cache.linkUp(oif));
   }
 
   /** The kernel drops routes without telling when a link goes down or loses its last IPv4 address. */
