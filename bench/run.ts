@@ -22,7 +22,7 @@
 // daemon in fresh namespaces, the two alternating; default 4 with BENCH_UPSTREAM, else 1).
 
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -202,6 +202,14 @@ async function main(): Promise<number> {
   if (skip) {
     console.error(`bench: ${skip}. Try: sudo npm run bench`);
     return 2;
+  }
+  if (UPSTREAM !== undefined) {
+    try {
+      accessSync(UPSTREAM, constants.X_OK);
+    } catch {
+      console.error(`bench: BENCH_UPSTREAM=${UPSTREAM} is not an executable file`);
+      return 2;
+    }
   }
   const results: Record<string, unknown> = {
     date: new Date().toISOString(), node: process.version, kernel: release(), cpu: cpus()[0]?.model, cpus: cpus().length,
