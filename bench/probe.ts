@@ -3,7 +3,9 @@
 //
 //   latency {"ifName","family","address","prefixLength","runs"}
 //       add the address over netlink, time RTM_NEWADDR → RTM_NEWRULE (from that address),
-//       delete it, time RTM_DELADDR → RTM_DELRULE; repeat.
+//       delete it, time RTM_DELADDR → RTM_DELRULE; repeat. Also from the probe's own request
+//       (sendToRule, delSendToRuleGone): a daemon that answers before the probe has read the
+//       address event (upstream often does) shows the probe's read delay in the first two.
 //   count {"tables":[2000,3000],"routes":N,"rules":M,"timeoutMs","protocol":249}
 //       dump, then follow events until routes of that protocol in those tables reach N and
 //       rules of that protocol reach M; prints the time (epoch ms, µs resolution) it happened,
@@ -75,7 +77,7 @@ async function latency(cfg: { ifName: string; family: 4 | 6; address: string; pr
   const family = cfg.family === 4 ? 2 : 10;
   const data = { family, prefixlen: cfg.prefixLength, index, flags: { nodad: true } as const };
   const attrs = { local: addr, address: addr, flags: { nodad: true, noprefixroute: true } as const };
-  const add: number[] = []; const addFromSend: number[] = []; const del: number[] = [];
+  const add: number[] = []; const addFromSend: number[] = []; const del: number[] = []; const delFromSend: number[] = [];
   let failures = 0;
   for (let i = 0; i < cfg.runs; i++) {
     seen.clear();
@@ -86,10 +88,12 @@ async function latency(cfg: { ifName: string; family: 4 | 6; address: string; pr
       const tr = await waitKey('rule-new');
       add.push(tr - ta);
       addFromSend.push(tr - t0);
+      const td0 = now();
       await cmd.delAddress(data, attrs);
       const tda = await waitKey('addr-del');
       const tdr = await waitKey('rule-del');
       del.push(tdr - tda);
+      delFromSend.push(tdr - td0);
     } catch (e) {
       failures++;
       try { await cmd.delAddress(data, attrs); } catch { /* gone */ }
@@ -100,8 +104,9 @@ async function latency(cfg: { ifName: string; family: 4 | 6; address: string; pr
   mon.close();
   cmd.socket.close();
   // The samples themselves too: the bench merges rounds run against fresh daemons.
-  return { addrEventToRule: stats(add), sendToRule: stats(addFromSend), delAddrEventToRuleGone: stats(del), failures,
-    samples: { addrEventToRule: add, sendToRule: addFromSend, delAddrEventToRuleGone: del } };
+  return { addrEventToRule: stats(add), sendToRule: stats(addFromSend), delAddrEventToRuleGone: stats(del),
+    delSendToRuleGone: stats(delFromSend), failures,
+    samples: { addrEventToRule: add, sendToRule: addFromSend, delAddrEventToRuleGone: del, delSendToRuleGone: delFromSend } };
 }
 
 /**

@@ -131,7 +131,8 @@ function startCounter(topo: Topology, want: { routes: number; rules: number }, t
   });
 }
 
-type LatencySamples = { addrEventToRule: number[]; sendToRule: number[]; delAddrEventToRuleGone: number[] };
+type LatencySamples = { addrEventToRule: number[]; sendToRule: number[]; delAddrEventToRuleGone: number[]; delSendToRuleGone: number[] };
+const LATENCY_KINDS = ['addrEventToRule', 'sendToRule', 'delAddrEventToRuleGone', 'delSendToRuleGone'] as const;
 type LatencyResult = { samples?: LatencySamples; failures?: number; error?: string };
 
 function probeLatency(topo: Topology, fam: 4 | 6, runs: number): LatencyResult {
@@ -281,8 +282,8 @@ async function main(): Promise<number> {
   if (ONLY.has('latency')) {
     const perRound = Math.ceil(RUNS / ROUNDS);
     const merged = new Map(subjects.map((s) => [s.name, {
-      4: { addrEventToRule: [], sendToRule: [], delAddrEventToRuleGone: [] } as LatencySamples,
-      6: { addrEventToRule: [], sendToRule: [], delAddrEventToRuleGone: [] } as LatencySamples,
+      4: { addrEventToRule: [], sendToRule: [], delAddrEventToRuleGone: [], delSendToRuleGone: [] } as LatencySamples,
+      6: { addrEventToRule: [], sendToRule: [], delAddrEventToRuleGone: [], delSendToRuleGone: [] } as LatencySamples,
       roundP50: { 4: [] as number[], 6: [] as number[] }, failures: 0, errors: [] as string[], alive: true,
     }]));
     for (let r = 0; r < ROUNDS; r++) for (const s of inTurn(r)) await withTopology('l', async (topo) => {
@@ -294,7 +295,7 @@ async function main(): Promise<number> {
           const res = probeLatency(topo, fam, perRound);
           if (res.error !== undefined || res.samples === undefined) { m.errors.push(`round ${r} v${fam}: ${res.error}`); continue; }
           m.failures += res.failures ?? 0;
-          for (const k of ['addrEventToRule', 'sendToRule', 'delAddrEventToRuleGone'] as const) m[fam][k].push(...res.samples[k]);
+          for (const k of LATENCY_KINDS) m[fam][k].push(...res.samples[k]);
           const p50 = stats(res.samples.addrEventToRule)?.p50;
           if (p50 !== undefined) m.roundP50[fam].push(r1(p50)!);
         }
@@ -308,7 +309,7 @@ async function main(): Promise<number> {
       for (const fam of [4, 6] as const) {
         sink(s)[`latencyV${fam}`] = {
           addrEventToRule: stats(m[fam].addrEventToRule), sendToRule: stats(m[fam].sendToRule),
-          delAddrEventToRuleGone: stats(m[fam].delAddrEventToRuleGone),
+          delAddrEventToRuleGone: stats(m[fam].delAddrEventToRuleGone), delSendToRuleGone: stats(m[fam].delSendToRuleGone),
           rounds: ROUNDS, addP50PerRound: m.roundP50[fam], failures: m.failures,
           ...(m.errors.length > 0 ? { errors: m.errors } : {}),
         };
@@ -405,7 +406,7 @@ async function main(): Promise<number> {
   }
 
   // ---- report ----
-  type Lat = { addrEventToRule?: { p50: number; p99: number } | null; delAddrEventToRuleGone?: { p50: number; p99: number } | null } | undefined;
+  type Lat = Partial<Record<(typeof LATENCY_KINDS)[number], { p50: number; p99: number } | null>> | undefined;
   type Idle = { rssMb: number; cpuPercent: number; ctxSwitchesMainThread: number; ctxSwitchesAllThreads: number } | undefined;
   type Startup = { startupMs: number | null; ratioVsKernelAdd: number | null; converged: boolean; runsMs: (number | null)[]; allRunsOk: boolean } | undefined;
   type Sigterm = { exitMs: number; exitCode: number | null; leftovers: number; runsMs: (number | null)[]; allRunsOk: boolean } | undefined;
@@ -421,7 +422,7 @@ async function main(): Promise<number> {
     const cells = subjects.map((s) => cell(sink(s)));
     if (cells.some((c) => c !== undefined)) rows.push({ label, target, cells: cells.map((c) => c ?? { text: '-', value: null }) });
   };
-  const latency = (fam: 4 | 6, which: 'addrEventToRule' | 'delAddrEventToRuleGone') => (r: Record<string, unknown>): Cell | undefined => {
+  const latency = (fam: 4 | 6, which: (typeof LATENCY_KINDS)[number]) => (r: Record<string, unknown>): Cell | undefined => {
     const l = r[`latencyV${fam}`] as Lat;
     const x = l?.[which];
     return l === undefined ? undefined : { text: `${r1(x?.p50)} / ${r1(x?.p99)} ms`, value: x?.p50 };
@@ -430,6 +431,11 @@ async function main(): Promise<number> {
   row('(1) v6 address → rule p50 / p99', '< 1 / < 5 ms', latency(6, 'addrEventToRule'));
   row('(1) v4 address gone → rule gone p50 / p99', '', latency(4, 'delAddrEventToRuleGone'));
   row('(1) v6 address gone → rule gone p50 / p99', '', latency(6, 'delAddrEventToRuleGone'));
+  // From the probe's own request: the same start for both daemons (see bench/probe.ts).
+  row('(1) v4 address add request → rule p50 / p99', '', latency(4, 'sendToRule'));
+  row('(1) v6 address add request → rule p50 / p99', '', latency(6, 'sendToRule'));
+  row('(1) v4 address delete request → rule gone p50 / p99', '', latency(4, 'delSendToRuleGone'));
+  row('(1) v6 address delete request → rule gone p50 / p99', '', latency(6, 'delSendToRuleGone'));
   row('(2) start-up 52 addr + 10k routes → converged', '≤ 2× kernel', (r) => {
     const st = r.startup as Startup;
     return st && { value: st.startupMs, text: `${st.startupMs === null ? 'NOT converged' : Math.round(st.startupMs) + ' ms'} (${st.ratioVsKernelAdd ?? '-'}× kernel${spread(st.runsMs)})${st.allRunsOk ? '' : ', A RUN DID NOT CONVERGE'}` };
