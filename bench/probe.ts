@@ -3,10 +3,14 @@
 //
 //   latency {"ifName","family","address","prefixLength","runs"}
 //       add the address over netlink, time RTM_NEWADDR → RTM_NEWRULE (from that address),
-//       delete it, time RTM_DELADDR → RTM_DELRULE; repeat.
-//   count {"tables":[2000,3000],"routes":N,"rules":M,"timeoutMs"}
-//       dump, then follow events until dynmhs-tagged routes in those tables reach N and its
-//       rules reach M; prints the time (epoch ms, µs resolution) it happened, checked by a dump.
+//       delete it, time RTM_DELADDR → RTM_DELRULE; repeat. Also from the probe's own request
+//       (sendToRule, delSendToRuleGone): a daemon that answers before the probe has read the
+//       address event (upstream often does) shows the probe's read delay in the first two.
+//   count {"tables":[2000,3000],"routes":N,"rules":M,"timeoutMs","protocol":249}
+//       dump, then follow events until routes of that protocol in those tables reach N and
+//       rules of that protocol reach M; prints the time (epoch ms, µs resolution) it happened,
+//       checked by a dump. "protocol": null counts every route in those tables and every
+//       rule that looks one up (upstream DynMHS tags neither).
 
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -16,6 +20,7 @@ import { decodeEvent, forEachMessage, GROUPS, RTM } from '../src/kernel/codec';
 import { DumpSocket } from '../src/kernel/dump';
 import { attachFilter, onlyRoutesOfProtocol } from '../src/kernel/filter';
 import { routeKey, ruleKey } from '../src/keys';
+import { stats } from './stats';
 
 const PROTO = 249;
 const RTA_TABLE = 15;
@@ -32,11 +37,6 @@ function addrBuf(a: string): Buffer {
   const b = Buffer.alloc(16);
   groups.forEach((g, i) => b.writeUInt16BE(parseInt(g, 16), i * 2));
   return b;
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 }
 
 type Waiter = { key: string; resolve: (t: number) => void };
@@ -77,7 +77,7 @@ async function latency(cfg: { ifName: string; family: 4 | 6; address: string; pr
   const family = cfg.family === 4 ? 2 : 10;
   const data = { family, prefixlen: cfg.prefixLength, index, flags: { nodad: true } as const };
   const attrs = { local: addr, address: addr, flags: { nodad: true, noprefixroute: true } as const };
-  const add: number[] = []; const addFromSend: number[] = []; const del: number[] = [];
+  const add: number[] = []; const addFromSend: number[] = []; const del: number[] = []; const delFromSend: number[] = [];
   let failures = 0;
   for (let i = 0; i < cfg.runs; i++) {
     seen.clear();
@@ -88,10 +88,12 @@ async function latency(cfg: { ifName: string; family: 4 | 6; address: string; pr
       const tr = await waitKey('rule-new');
       add.push(tr - ta);
       addFromSend.push(tr - t0);
+      const td0 = now();
       await cmd.delAddress(data, attrs);
       const tda = await waitKey('addr-del');
       const tdr = await waitKey('rule-del');
       del.push(tdr - tda);
+      delFromSend.push(tdr - td0);
     } catch (e) {
       failures++;
       try { await cmd.delAddress(data, attrs); } catch { /* gone */ }
@@ -101,10 +103,10 @@ async function latency(cfg: { ifName: string; family: 4 | 6; address: string; pr
   }
   mon.close();
   cmd.socket.close();
-  const stats = (xs: number[]) => xs.length === 0 ? null : ({
-    n: xs.length, p50: percentile(xs, 50), p99: percentile(xs, 99), min: Math.min(...xs), max: Math.max(...xs),
-  });
-  return { addrEventToRule: stats(add), sendToRule: stats(addFromSend), delAddrEventToRuleGone: stats(del), failures };
+  // The samples themselves too: the bench merges rounds run against fresh daemons.
+  return { addrEventToRule: stats(add), sendToRule: stats(addFromSend), delAddrEventToRuleGone: stats(del),
+    delSendToRuleGone: stats(delFromSend), failures,
+    samples: { addrEventToRule: add, sendToRule: addFromSend, delAddrEventToRuleGone: del, delSendToRuleGone: delFromSend } };
 }
 
 /**
@@ -114,22 +116,27 @@ async function latency(cfg: { ifName: string; family: 4 | 6; address: string; pr
  * the moment the counts are reached is checked afterwards with a keyed dump.
  * Rules are few and decoded in full.
  */
-async function count(cfg: { tables: number[]; routes: number; rules: number; timeoutMs: number }) {
+async function count(cfg: { tables: number[]; routes: number; rules: number; timeoutMs: number; protocol?: number | null }) {
   const tables = new Set(cfg.tables);
+  const protocol = cfg.protocol === undefined ? PROTO : cfg.protocol;
+  const routeCounts = (proto: number, table: number): boolean => (protocol === null || proto === protocol) && tables.has(table);
+  const ruleCounts = (rule: { protocol: number; table: number }): boolean =>
+    protocol === null ? tables.has(rule.table) : rule.protocol === protocol;
   const mon = new RawNetlinkSocket(0, { recvBufferSize: 8 << 20, sendBufferSize: 1 << 20 });
   // Only our routes and the rules reach the probe: a measuring device that wakes up for
   // each of a burst's 10,000 main-table routes takes a CPU from what it measures.
-  attachFilter(mon, onlyRoutesOfProtocol(PROTO, [RTM.NEWROUTE, RTM.DELROUTE], [RTM.NEWRULE, RTM.DELRULE]));
+  // (Untagged copies cannot be told apart by a filter; a start-up adds no main routes.)
+  if (protocol !== null) attachFilter(mon, onlyRoutesOfProtocol(protocol, [RTM.NEWROUTE, RTM.DELROUTE], [RTM.NEWRULE, RTM.DELRULE]));
   for (const g of [GROUPS.IPV4_ROUTE, GROUPS.IPV6_ROUTE, GROUPS.IPV4_RULE, GROUPS.IPV6_RULE]) mon.addMembership(g);
   const dumper = new DumpSocket(8 << 20);
   const ours = async (): Promise<{ routes: number; rules: Set<string> }> => {
     const routes = new Set<string>();
     const rules = new Set<string>();
     for (const event of await dumper.dump('routes', 30000)) {
-      if (event.kind === 'route' && tables.has(event.route.table) && event.route.protocol === PROTO) routes.add(routeKey(event.route));
+      if (event.kind === 'route' && routeCounts(event.route.protocol, event.route.table)) routes.add(routeKey(event.route));
     }
     for (const event of await dumper.dump('rules', 30000)) {
-      if (event.kind === 'rule' && event.rule.protocol === PROTO) rules.add(ruleKey(event.rule));
+      if (event.kind === 'rule' && ruleCounts(event.rule)) rules.add(ruleKey(event.rule));
     }
     return { routes: routes.size, rules };
   };
@@ -140,13 +147,13 @@ async function count(cfg: { tables: number[]; routes: number; rules: number; tim
   let rules = new Set<string>();
   const handle = (type: number, flags: number, data: Buffer, start: number, end: number): void => {
     if (type === RTM.NEWROUTE || type === RTM.DELROUTE) {
-      if (end - start < 12 || data[start + 5] !== PROTO || !tables.has(routeTable(data, start, end))) return;
+      if (end - start < 12 || !routeCounts(data[start + 5], routeTable(data, start, end))) return;
       if (type === RTM.DELROUTE) routes--;
       else if ((flags & NLM_F_REPLACE) === 0) routes++;
       return;
     }
     const event = decodeEvent(type, flags, data, start, end);
-    if (event?.kind !== 'rule' || event.rule.protocol !== PROTO) return;
+    if (event?.kind !== 'rule' || !ruleCounts(event.rule)) return;
     if (event.removed) rules.delete(ruleKey(event.rule)); else rules.add(ruleKey(event.rule));
   };
   let reached: ((tMs: number) => void) | undefined;

@@ -13,20 +13,26 @@
 //
 // Environment: BENCH_RUNS (default 200 latency runs per family), BENCH_IDLE_S (default 30),
 // BENCH_SETTLE_S (default 25: wait after convergence before the idle window),
-// BENCH_ONLY (comma list of idle,startup,burst,managers: run only these; the kernel reference always runs),
+// BENCH_ONLY (comma list of latency,idle,startup,burst,managers: run only these; the kernel reference always runs),
 // BENCH_REPEAT (default 5: runs of (2)+(4) and of (3), each in fresh namespaces; the median run is reported),
 // BENCH_DAEMON_NODE_ARGS (node options for the daemon only, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`),
-// BENCH_DAEMON_ARGS (more daemon options, e.g. `--loglevel 1`).
+// BENCH_DAEMON_ARGS (more daemon options, e.g. `--loglevel 1`),
+// BENCH_UPSTREAM (path of a C++ DynMHS binary: (1), (2)+(4) and (5) then run for both, interleaved,
+// and the table prints both and the ratio), BENCH_ROUNDS (latency rounds, each against a fresh
+// daemon in fresh namespaces, the two alternating; default 4 with BENCH_UPSTREAM, else 1).
 
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { DaemonProcess, leftovers, networkArgs, waitConverged } from '../test/helpers/daemon';
-import { convergence, netnsSkipReason, README_NETS, Topology, WAN1, WAN2 } from '../test/helpers/netns';
-import { sleep } from '../test/helpers/wait';
+import { DaemonProcess, networkArgs, waitConverged } from '../test/helpers/daemon';
+import { netnsSkipReason, README_NETS, Topology, WAN1, WAN2 } from '../test/helpers/netns';
+import { sleep, WaitAbort, waitFor } from '../test/helpers/wait';
 import { benchManagers } from './managers';
+import { printReport } from './report';
+import { stats } from './stats';
+import { dynmhsSubject, upstreamSubject, upstreamVersion, type Running, type Subject } from './subjects';
 
 const PROBE = resolve(__dirname, 'probe.js');
 const RESULTS = resolve(__dirname, '..', '..', 'bench', 'results');
@@ -45,7 +51,9 @@ async function stopDaemon(d: DaemonProcess): Promise<void> {
   d.signal('SIGTERM');
   await d.waitExit(10000).catch(() => d.killNow());
 }
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'idle,startup,burst,managers').split(',').map((x) => x.trim()));
+const UPSTREAM = process.env.BENCH_UPSTREAM ? resolve(process.env.BENCH_UPSTREAM) : undefined;
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? (UPSTREAM ? 4 : 1)));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'latency,idle,startup,burst,managers').split(',').map((x) => x.trim()));
 const DAEMON_ENV = { nodeArgs: (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '') };
 const now = (): number => performance.timeOrigin + performance.now();
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
@@ -95,11 +103,11 @@ function expectedCounts(topo: Topology): { routes: number; rules: number } {
 }
 
 /** Start the count probe in the host ns; resolves once it has dumped and subscribed. */
-function startCounter(topo: Topology, want: { routes: number; rules: number }, timeoutMs: number):
+function startCounter(topo: Topology, want: { routes: number; rules: number }, timeoutMs: number, protocol: number | null = 249):
   Promise<{ result: Promise<{ tMs: number | null; firstMs: number | null; routes: number; rules: number; overflow: boolean }> }> {
   return new Promise((resolveReady, rejectReady) => {
     const child = spawn('ip', ['netns', 'exec', topo.host, process.execPath, PROBE, 'count',
-      JSON.stringify({ tables: [2000, 3000], routes: want.routes, rules: want.rules, timeoutMs })], { stdio: ['ignore', 'pipe', 'pipe'] });
+      JSON.stringify({ tables: [2000, 3000], routes: want.routes, rules: want.rules, timeoutMs, protocol })], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let ready = false;
     let err = '';
@@ -124,15 +132,19 @@ function startCounter(topo: Topology, want: { routes: number; rules: number }, t
   });
 }
 
-function probeLatency(topo: Topology, fam: 4 | 6): Record<string, unknown> {
+type LatencySamples = { addrEventToRule: number[]; sendToRule: number[]; delAddrEventToRuleGone: number[]; delSendToRuleGone: number[] };
+const LATENCY_KINDS = ['addrEventToRule', 'sendToRule', 'delAddrEventToRuleGone', 'delSendToRuleGone'] as const;
+type LatencyResult = { samples?: LatencySamples; failures?: number; error?: string };
+
+function probeLatency(topo: Topology, fam: 4 | 6, runs: number): LatencyResult {
   const cfg = fam === 4
-    ? { ifName: 'wan1', family: 4, address: '10.101.0.100', prefixLength: 24, runs: RUNS }
-    : { ifName: 'wan1', family: 6, address: 'fd00:101::100', prefixLength: 64, runs: RUNS };
+    ? { ifName: 'wan1', family: 4, address: '10.101.0.100', prefixLength: 24, runs }
+    : { ifName: 'wan1', family: 6, address: 'fd00:101::100', prefixLength: 64, runs };
   const r = spawnSync('ip', ['netns', 'exec', topo.host, process.execPath, PROBE, 'latency', JSON.stringify(cfg)],
     { encoding: 'utf8', timeout: 600000 });
   const last = (r.stdout ?? '').trim().split('\n').pop() ?? '';
   try {
-    return JSON.parse(last) as Record<string, unknown>;
+    return JSON.parse(last) as LatencyResult;
   } catch {
     return { error: `probe failed: ${r.stderr}` };
   }
@@ -158,6 +170,26 @@ function procTotals(pid: number): { cpuTicks: number; ctxMain: number; ctxAll: n
   };
 }
 
+/** Wait until `d` has set up the README networks; fails fast if it dies. */
+async function waitReady(topo: Topology, subject: Subject, d: Running, timeoutMs = 20000): Promise<void> {
+  if (subject.name === 'dynmhs') return waitConverged(topo, d as DaemonProcess, README_NETS, timeoutMs);
+  let last = '';
+  await waitFor(() => {
+    if (!d.running) throw new WaitAbort(`${subject.name} exited early (${JSON.stringify(d.status)}): ${d.output().slice(-1000)}`);
+    last = subject.convergence(topo);
+    return last === '';
+  }, timeoutMs, { what: `${subject.name} to converge`, intervalMs: 20 }).catch((e: Error) => {
+    throw new Error(`${e.message}\nnot converged: ${last}`);
+  });
+}
+
+/** Stop `d` the way it cleans up; SIGKILL if that hangs. Returns the exit status, or null on a hang. */
+async function stopSubject(subject: Subject, d: Running, timeoutMs = 10000): Promise<{ code: number | null; signal: NodeJS.Signals | null } | null> {
+  if (!d.running) return d.status ?? null;
+  d.signal(subject.stopSignal);
+  return d.waitExit(timeoutMs).catch(() => { d.killNow(); return null; });
+}
+
 async function withTopology<T>(tag: string, fn: (topo: Topology) => Promise<T>): Promise<T> {
   const topo = Topology.create({ tag });
   try {
@@ -173,12 +205,28 @@ async function main(): Promise<number> {
     console.error(`bench: ${skip}. Try: sudo npm run bench`);
     return 2;
   }
+  if (UPSTREAM !== undefined) {
+    try {
+      accessSync(UPSTREAM, constants.X_OK);
+    } catch {
+      console.error(`bench: BENCH_UPSTREAM=${UPSTREAM} is not an executable file`);
+      return 2;
+    }
+  }
   const results: Record<string, unknown> = {
     date: new Date().toISOString(), node: process.version, kernel: release(), cpu: cpus()[0]?.model, cpus: cpus().length,
     commit: spawnSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim(),
     targets: { latencyP50Ms: 1, latencyP99Ms: 5, startupRatio: 2, burstRatio: 2, sigtermMs: 1000, idleRssMb: 60, idleWakeups: 0, managerSignalToPolicyMs: 20 },
   };
   const args = ['--loglevel', '2', ...(process.env.BENCH_DAEMON_ARGS ?? '').split(' ').filter((a) => a !== '')];
+  const ours = dynmhsSubject(args, DAEMON_ENV.nodeArgs);
+  const subjects: Subject[] = [ours, ...(UPSTREAM ? [upstreamSubject(UPSTREAM)] : [])];
+  /** Round r's order, ABBA…: neither always goes first into a machine in the same state. */
+  const inTurn = (r: number): Subject[] => (r % 2 === 0 ? subjects : [...subjects].reverse());
+  // dynmhs's results at the top level, as without upstream; upstream's under `upstream`.
+  const upstreamResults: Record<string, unknown> = {};
+  if (UPSTREAM) results.upstream = Object.assign(upstreamResults, { binary: UPSTREAM, version: upstreamVersion(UPSTREAM), rounds: ROUNDS });
+  const sink = (s: Subject): Record<string, unknown> => (s.name === 'dynmhs' ? results : upstreamResults);
 
   // (6) kernel reference, 3 repetitions, medians
   console.error('(6) kernel reference: ip -batch 10,000 adds / deletes …');
@@ -194,39 +242,90 @@ async function main(): Promise<number> {
   });
   results.kernel = kernel;
 
-  // (5) idle and (1) latency on the README scenario
-  console.error(`(5) idle ${IDLE_S} s and (1) latency ${RUNS} runs per family …`);
-  if (ONLY.has('idle')) await withTopology('l', async (topo) => {
-    const d = DaemonProcess.start(topo.host, [...networkArgs(README_NETS), ...args], DAEMON_ENV);
+  // (5) idle: each subject in a topology of its own, all in the same window
+  console.error(`(5) idle ${IDLE_S} s …`);
+  if (ONLY.has('idle')) {
+    const topos: Topology[] = [];
+    const ds: Running[] = [];
     try {
-      await waitConverged(topo, d);
-      const s0 = procTotals(d.pid);
+      for (const s of subjects) {
+        const topo = Topology.create({ tag: `i${s.name[0]}` });
+        topos.push(topo);
+        ds.push(s.start(topo.host));
+      }
+      await Promise.all(subjects.map((s, i) => waitReady(topos[i]!, s, ds[i]!)));
+      const s0 = ds.map((d) => procTotals(d.pid));
       await sleep(SETTLE_S * 1000);
-      const a = procTotals(d.pid);
+      const a = ds.map((d) => procTotals(d.pid));
       await sleep(IDLE_S * 1000);
-      const b = procTotals(d.pid);
+      const b = ds.map((d) => procTotals(d.pid));
       const hz = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-      results.idle = {
-        seconds: IDLE_S, rssMb: r1(b.rssKb / 1024), peakRssMb: r1(b.hwmKb / 1024), threads: b.threads,
-        cpuMs: r1(((b.cpuTicks - a.cpuTicks) * 1000) / hz),
-        cpuPercent: r1(((b.cpuTicks - a.cpuTicks) / hz / IDLE_S) * 100),
-        ctxSwitchesMainThread: b.ctxMain - a.ctxMain, ctxSwitchesAllThreads: b.ctxAll - a.ctxAll,
-        settleSeconds: SETTLE_S,
-        settleCtxSwitchesMainThread: a.ctxMain - s0.ctxMain, settleCtxSwitchesAllThreads: a.ctxAll - s0.ctxAll,
-      };
-      results.latencyV4 = probeLatency(topo, 4);
-      results.latencyV6 = probeLatency(topo, 6);
-      results.latencyDaemonAlive = d.running;
+      subjects.forEach((s, i) => {
+        const [s0i, ai, bi] = [s0[i]!, a[i]!, b[i]!];
+        sink(s).idle = {
+          seconds: IDLE_S, rssMb: r1(bi.rssKb / 1024), peakRssMb: r1(bi.hwmKb / 1024), threads: bi.threads,
+          cpuMs: r1(((bi.cpuTicks - ai.cpuTicks) * 1000) / hz),
+          cpuPercent: r1(((bi.cpuTicks - ai.cpuTicks) / hz / IDLE_S) * 100),
+          ctxSwitchesMainThread: bi.ctxMain - ai.ctxMain, ctxSwitchesAllThreads: bi.ctxAll - ai.ctxAll,
+          settleSeconds: SETTLE_S,
+          settleCtxSwitchesMainThread: ai.ctxMain - s0i.ctxMain, settleCtxSwitchesAllThreads: ai.ctxAll - s0i.ctxAll,
+          aliveAfter: ds[i]!.running,
+        };
+      });
     } finally {
-      d.killNow();
+      for (const d of ds) d.killNow();
+      for (const t of topos) t.destroy();
     }
-  });
+  }
+
+  // (1) latency: ROUNDS rounds, each a fresh daemon in fresh namespaces, subjects alternating
+  console.error(`(1) latency ${RUNS} runs per family in ${ROUNDS} round(s) …`);
+  if (ONLY.has('latency')) {
+    const perRound = Math.ceil(RUNS / ROUNDS);
+    const merged = new Map(subjects.map((s) => [s.name, {
+      4: { addrEventToRule: [], sendToRule: [], delAddrEventToRuleGone: [], delSendToRuleGone: [] } as LatencySamples,
+      6: { addrEventToRule: [], sendToRule: [], delAddrEventToRuleGone: [], delSendToRuleGone: [] } as LatencySamples,
+      roundP50: { 4: [] as number[], 6: [] as number[] }, failures: 0, errors: [] as string[], alive: true,
+    }]));
+    for (let r = 0; r < ROUNDS; r++) for (const s of inTurn(r)) await withTopology('l', async (topo) => {
+      const m = merged.get(s.name)!;
+      const d = s.start(topo.host);
+      try {
+        await waitReady(topo, s, d);
+        for (const fam of [4, 6] as const) {
+          const res = probeLatency(topo, fam, perRound);
+          if (res.error !== undefined || res.samples === undefined) { m.errors.push(`round ${r} v${fam}: ${res.error}`); continue; }
+          m.failures += res.failures ?? 0;
+          for (const k of LATENCY_KINDS) m[fam][k].push(...res.samples[k]);
+          const p50 = stats(res.samples.addrEventToRule)?.p50;
+          if (p50 !== undefined) m.roundP50[fam].push(r1(p50)!);
+        }
+        m.alive &&= d.running;
+      } finally {
+        d.killNow();
+      }
+    });
+    for (const s of subjects) {
+      const m = merged.get(s.name)!;
+      for (const fam of [4, 6] as const) {
+        sink(s)[`latencyV${fam}`] = {
+          addrEventToRule: stats(m[fam].addrEventToRule), sendToRule: stats(m[fam].sendToRule),
+          delAddrEventToRuleGone: stats(m[fam].delAddrEventToRuleGone), delSendToRuleGone: stats(m[fam].delSendToRuleGone),
+          rounds: ROUNDS, addP50PerRound: m.roundP50[fam], failures: m.failures,
+          ...(m.errors.length > 0 ? { errors: m.errors } : {}),
+        };
+      }
+      sink(s).latencyDaemonAlive = m.alive;
+    }
+  }
 
   // (2) start-up with 50 addresses + 10,000 routes, then (4) SIGTERM with 10,000 mirrored
   console.error('(2) start-up with 50 addresses and 10,000 routes, (4) SIGTERM …');
-  const startups: Array<Record<string, unknown> & { startupMs: number | null; converged: boolean }> = [];
-  const sigterms: Array<Record<string, unknown> & { exitMs: number; exitCode: number | null; leftovers: number }> = [];
-  if (ONLY.has('startup')) for (let run = 0; run < REPEAT; run++) await withTopology('s', async (topo) => {
+  type StartupRun = Record<string, unknown> & { startupMs: number | null; converged: boolean };
+  type SigtermRun = Record<string, unknown> & { exitMs: number; exitCode: number | null; leftovers: number };
+  const startups = new Map<string, StartupRun[]>(subjects.map((s) => [s.name, []]));
+  const sigterms = new Map<string, SigtermRun[]>(subjects.map((s) => [s.name, []]));
+  if (ONLY.has('startup')) for (let run = 0; run < REPEAT; run++) for (const s of inTurn(run)) await withTopology('s', async (topo) => {
     const addrLines: string[] = [];
     for (let i = 0; i < 24; i++) {
       const w = i % 2 === 0 ? WAN1 : WAN2;
@@ -236,36 +335,37 @@ async function main(): Promise<number> {
     topo.batch(topo.host, addrLines); // + the 4 README addresses = 52
     topo.batch(topo.host, routeLines(N));
     const want = expectedCounts(topo);
-    const counter = await startCounter(topo, want, 120000);
+    const counter = await startCounter(topo, want, 120000, s.copyProtocol);
     const t0 = now();
-    const d = DaemonProcess.start(topo.host, [...networkArgs(README_NETS), ...args], DAEMON_ENV);
+    const d = s.start(topo.host);
     try {
       const c = await counter.result;
       const startupMs = c.tMs === null ? null : c.tMs - t0;
-      const conv = convergence(topo, README_NETS);
-      startups.push({
+      const conv = s.convergence(topo);
+      startups.get(s.name)!.push({
         addresses: want.rules, mainRoutesMirrored: want.routes, startupMs: r1(startupMs),
         firstWriteMs: c.firstMs === null ? null : r1(c.firstMs - t0), converged: conv === '',
         problems: conv.slice(0, 500), counted: c, daemonAlive: d.running,
         ratioVsKernelAdd: startupMs === null ? null : r1(startupMs / kernel.add10kTableMs),
       });
-      // (4) SIGTERM
+      // (4) the signal it cleans up on (SIGTERM; upstream: SIGINT)
       const ts = now();
-      d.signal('SIGTERM');
-      const st = await d.waitExit(30000).catch(() => null);
+      const st = await stopSubject(s, d);
       const exitMs = now() - ts;
-      const left = leftovers(topo);
-      sigterms.push({
-        mirroredRoutes: want.routes, exitMs: r1(exitMs)!, exitCode: st?.code ?? null, signal: st?.signal ?? null,
+      const left = s.leftovers(topo);
+      sigterms.get(s.name)!.push({
+        signal: s.stopSignal, mirroredRoutes: want.routes, exitMs: r1(exitMs)!, exitCode: st?.code ?? null, exitSignal: st?.signal ?? null,
         leftovers: left.length, ratioVsKernelDel: r1(exitMs / kernel.del10kTableMs),
       });
     } finally {
       d.killNow();
     }
   });
-  if (startups.length > 0) {
-    results.startup = medianRun(startups, (r) => r.startupMs, (r) => r.converged);
-    results.sigterm = medianRun(sigterms, (r) => r.exitMs, (r) => r.exitCode === 0 && r.leftovers === 0);
+  for (const s of subjects) {
+    const runs = startups.get(s.name)!;
+    if (runs.length === 0) continue;
+    sink(s).startup = medianRun(runs, (r) => r.startupMs, (r) => r.converged);
+    sink(s).sigterm = medianRun(sigterms.get(s.name)!, (r) => r.exitMs, (r) => r.exitCode === 0 && r.leftovers === 0);
   }
 
   // (3) burst of 10,000 adds while running
@@ -306,41 +406,7 @@ async function main(): Promise<number> {
     results.managers = await benchManagers();
   }
 
-  // ---- report ----
-  const lv4 = results.latencyV4 as { addrEventToRule?: { p50: number; p99: number }; delAddrEventToRuleGone?: { p50: number; p99: number } } | undefined;
-  const lv6 = results.latencyV6 as typeof lv4;
-  const idle = results.idle as { rssMb: number; cpuPercent: number; ctxSwitchesMainThread: number; ctxSwitchesAllThreads: number } | undefined;
-  const st = results.startup as { startupMs: number | null; ratioVsKernelAdd: number | null; converged: boolean; runsMs: (number | null)[]; allRunsOk: boolean } | undefined;
-  const bu = results.burst as { convergeMs: number | null; ratioVsKernelAdd: number | null; lost: number; daemonAlive: boolean; runsMs: (number | null)[]; allRunsOk: boolean } | undefined;
-  const sg = results.sigterm as { exitMs: number; exitCode: number | null; leftovers: number; runsMs: (number | null)[]; allRunsOk: boolean } | undefined;
-  const spread = (xs: (number | null)[]): string => {
-    const done = xs.filter((x): x is number => x !== null);
-    return done.length === 0 ? '' : `, runs ${Math.round(Math.min(...done))}–${Math.round(Math.max(...done))}${done.length < xs.length ? `, ${xs.length - done.length} failed` : ''}`;
-  };
-  const rows: [string, string, string][] = [];
-  if (lv4 && lv6) {
-    rows.push(
-      ['(1) v4 address → rule p50 / p99', `${r1(lv4.addrEventToRule?.p50)} / ${r1(lv4.addrEventToRule?.p99)} ms`, '< 1 / < 5 ms'],
-      ['(1) v6 address → rule p50 / p99', `${r1(lv6.addrEventToRule?.p50)} / ${r1(lv6.addrEventToRule?.p99)} ms`, '< 1 / < 5 ms'],
-      ['(1) v4 address gone → rule gone p50 / p99', `${r1(lv4.delAddrEventToRuleGone?.p50)} / ${r1(lv4.delAddrEventToRuleGone?.p99)} ms`, ''],
-    );
-  }
-  if (st) rows.push(['(2) start-up 52 addr + 10k routes → converged', `${st.startupMs === null ? 'NOT converged' : Math.round(st.startupMs) + ' ms'} (${st.ratioVsKernelAdd ?? '-'}× kernel${spread(st.runsMs)})${st.allRunsOk ? '' : ', A RUN DID NOT CONVERGE'}`, '≤ 2× kernel']);
-  if (bu) rows.push(['(3) burst 10k adds → all mirrored', `${bu.convergeMs === null ? 'NOT converged' : Math.round(bu.convergeMs) + ' ms'} (${bu.ratioVsKernelAdd ?? '-'}× kernel${spread(bu.runsMs)}), lost ${bu.lost}${bu.allRunsOk ? '' : ', A RUN LOST ROUTES OR ITS DAEMON DIED'}`, '≤ 2× kernel, 0 lost']);
-  if (sg) rows.push(['(4) SIGTERM with 10k mirrored → exited', `${Math.round(sg.exitMs)} ms${spread(sg.runsMs)}, exit ${sg.exitCode}, leftovers ${sg.leftovers}${sg.allRunsOk ? '' : ', A RUN EXITED UNCLEAN'}`, '< 1000 ms, clean']);
-  if (idle) rows.push(['(5) idle RSS / CPU / ctx switches (30 s)', `${idle.rssMb} MB / ${idle.cpuPercent} % / main ${idle.ctxSwitchesMainThread}, all ${idle.ctxSwitchesAllThreads}`, '< 60 MB, no wake-ups']);
-  const managers = results.managers as Awaited<ReturnType<typeof benchManagers>> | undefined;
-  if (managers !== undefined && 'skipped' in managers) rows.push(['(7) managers → policy in the kernel', `skipped: ${managers.skipped}`, '< 20 ms']);
-  else if (managers !== undefined) {
-    const [nm, nd] = managers.rows;
-    rows.push(['(7) NM ACTIVATED → rule + route p50 / p99', `${nm.p50_ms} / ${nm.p99_ms} ms (n=${nm.runs})`, '< 20 ms']);
-    rows.push(['(7) networkd link up → rule + route p50 / p99', `${nd.p50_ms} / ${nd.p99_ms} ms (n=${nd.runs})`, '< 20 ms']);
-  }
-  rows.push(['(6) kernel ip -batch 10k adds / 10k deletes', `${Math.round(kernel.add10kTableMs)} / ${Math.round(kernel.del10kTableMs)} ms (main adds ${Math.round(kernel.add10kMainMs)} ms)`, 'reference']);
-  const w0 = Math.max(...rows.map((r) => r[0].length));
-  const w1 = Math.max(...rows.map((r) => r[1].length));
-  console.log(`${'benchmark'.padEnd(w0)}  ${'result'.padEnd(w1)}  target`);
-  for (const r of rows) console.log(`${r[0].padEnd(w0)}  ${r[1].padEnd(w1)}  ${r[2]}`);
+  printReport(results, IDLE_S);
   mkdirSync(RESULTS, { recursive: true });
   const file = join(RESULTS, `${(results.date as string).replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, JSON.stringify(results, null, 2) + '\n');

@@ -1,8 +1,8 @@
 // The observed state, updated from rtnetlink dumps and events. It also mimics the
 // kernel's silent flushes: IPv4 sends no RTM_DELROUTE for the routes it drops when a
 // link goes down or loses its last address, or for main's routes whose source hint
-// goes, so the cache drops them itself (and the kernel adapter re-dumps routes
-// afterwards to be sure).
+// goes, so the cache drops them itself (and the kernel adapter re-dumps routes when
+// such a flush may have happened, to be sure).
 import { identicalRoutes, ipv4PlaceKey, mainIpv4Key, routeBaseKey, routeKey, ruleKey } from '../keys';
 import { MAIN_TABLE, type Address, type Link, type Observed, type Operation, type Route, type Rule } from '../model';
 

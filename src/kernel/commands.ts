@@ -8,7 +8,9 @@
 // a worker thread (sendAsync): the event loop encodes the next datagram, and reads
 // events, while the kernel works through this one. One datagram is in the kernel at a
 // time, so they are carried out in the order written (device routes before the
-// gateway routes that need them).
+// gateway routes that need them). A small datagram (a lone change: a rule, a few routes)
+// goes from the event loop instead, with the binding's plain send(): the kernel's work
+// on it is short, and a lone change need not wait for a worker thread to wake.
 import { RawNetlinkSocket } from 'netlink/dist/raw';
 import type { Operation } from '../model';
 import { patchedNative, type PatchedNative } from './native';
@@ -23,6 +25,8 @@ const NETLINK_ROUTE = 0;
  * compares datagram sizes).
  */
 const DATAGRAM_BYTES = 64 * 1024;
+/** Datagrams up to this size (~25 IPv4 routes) are sent from the event loop (see above). */
+const SEND_ON_LOOP_BYTES = 2048;
 /**
  * Datagrams written and not yet acknowledged: the kernel works through one while we
  * write the next. The kernel's answers to them must fit the socket's receive buffer even
@@ -130,11 +134,15 @@ export class CommandSocket {
     while (next !== undefined && !this.inFlight.has(next.chunk)) next = this.unsent.shift();
     if (next === undefined) return;
     this.sending = true;
-    this.native.sendAsync(next.datagram, (error?: Error & { code?: string }) => {
+    const sent = (error?: Error & { code?: string }): void => {
       this.sending = false;
       if (error !== undefined) this.settle(next.chunk, error.code ?? 'EIO');
       this.sendNext();
-    });
+    };
+    // send() makes the sendmsg() at once when the binding has nothing of its own queued
+    // and calls back on a later tick: the next datagram waits for that, as for sendAsync.
+    if (next.datagram.length <= SEND_ON_LOOP_BYTES) this.socket.send(next.datagram, {}, sent);
+    else this.native.sendAsync(next.datagram, sent);
   }
 
   /** Ends a chunk early: every operation without an outcome yet gets `code`. */

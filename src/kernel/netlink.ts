@@ -230,8 +230,10 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
       }
       const held = this.held.get(kindOf(event));
       if (held !== undefined) { held.push(event); return; }
+      // Asked of the cache as it was before the event.
+      const flushes = this.flushesRoutesSilently(event);
       if (this.cache.apply(event)) this.scheduleChanged();
-      if (this.flushesRoutesSilently(event) || this.cache.takeRedumpRequest()) this.scheduleRouteRedump();
+      if (flushes || this.cache.takeRedumpRequest()) this.scheduleRouteRedump();
     });
     this.pacer?.afterRead(messages);
   }
@@ -241,10 +243,22 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
     return oifs.length > 0 && oifs.every((oif) => !this.cache.linkUp(oif));
   }
 
-  /** The kernel drops routes without telling when a link goes down or loses its last IPv4 address. */
+  /**
+   * The kernel drops routes without telling when a link goes down, loses its last IPv4
+   * address, or an IPv4 address goes that routes name as their source. The cache mimics
+   * that, and a re-read of the routes makes sure; a pass waits for it, so an address that
+   * is neither (a lone address change) must not cost one.
+   */
   private flushesRoutesSilently(event: CacheEvent): boolean {
-    return (event.kind === 'link' && (event.removed || !event.link.up))
-      || (event.kind === 'address' && event.removed && event.address.family === 4);
+    if (event.kind === 'link') return event.removed || !event.link.up;
+    if (event.kind !== 'address' || !event.removed || event.address.family !== 4) return false;
+    const gone = event.address;
+    const { addresses, routesByKey } = this.cache.snapshot();
+    const anotherOnLink = addresses.some((a) => a.family === 4 && a.index === gone.index
+      && (a.local !== gone.local || a.prefixLength !== gone.prefixLength));
+    if (!anotherOnLink) return true;
+    for (const route of routesByKey.values()) if (route.prefsrc === gone.local) return true;
+    return false;
   }
 
   private scheduleRouteRedump(): void {

@@ -323,17 +323,20 @@ export class Reconciler {
     missing = new Set<string>(), rules?: readonly Rule[]): Promise<'complete' | 'incomplete' | 'failed'> {
     const { kernel, log } = this.options;
     const device = (index: number): string => observed.links.get(index)?.name ?? `#${index}`;
+    // A route-only pass costs in proportion to the changes it looks at: waiting for more of
+    // them would save nothing, only delay them.
+    this.lastComputeMs = routesOnly ? 0 : this.clock.now() - computeStart;
+    const results: OperationResult[] = operations.length > 0 ? await kernel.apply(operations) : [];
+    // Written once the kernel has them, so that a lone change does not wait for its line.
     // Rules are what users look for; route copies can be thousands, so they go to debug
     // (and are not even described when nobody reads debug).
+    const logStart = this.clock.now();
     const debugging = log.level() <= 1;
     for (const op of operations) {
       if (op.kind === 'add-rule' || op.kind === 'delete-rule') log.info(describeOperation(op, device));
       else if (debugging) log.debug(describeOperation(op, device));
     }
-    // A route-only pass costs in proportion to the changes it looks at: waiting for more of
-    // them would save nothing, only delay them.
-    this.lastComputeMs = routesOnly ? 0 : this.clock.now() - computeStart;
-    const results: OperationResult[] = operations.length > 0 ? await kernel.apply(operations) : [];
+    if (!routesOnly) this.lastComputeMs += this.clock.now() - logStart;
 
     let added = 0;
     let removed = 0;

@@ -1,7 +1,7 @@
 // The patched netlink binding and the socket filters on the real kernel: the monitor
 // socket of the daemon does not see its own requests' notifications but sees everyone
 // else's, a wake-up's datagrams arrive in one callback with every message intact, a
-// paced reader takes a stream in batches, requests sent off the main thread are carried
+// paced reader takes a stream in batches, requests sent off the main thread (and small ones from it) are carried
 // out in order and a close while they are under way harms nothing, socket buffers are
 // as large as asked past the sysctl limits, and the probe's filter lets only routes of
 // our protocol and rules through.
@@ -158,6 +158,38 @@ describe('netlink binding and socket filters on the real kernel', { skip }, () =
     assert.deepEqual(got.afterClose.other, []);
     assert.equal(got.afterClose.ok + got.afterClose.canceled, 5000);
     assert.ok(got.afterClose.canceled > 0, 'closed before all 5,000 were acknowledged');
+  });
+
+  it('small datagrams (sent from the event loop) and large ones (from a worker) are carried out in the order written', () => {
+    const got = inNamespace<{ outcomes: (string | null)[][]; present: number; afterClose: (string | null)[] }>(topo.host, `
+      const socket = new CommandSocket(4 << 20, () => undefined);
+      const host = (dst, extra) => ({ kind: 'add-route', route: { family: 4, table: 2000, dst, dstLength: 32, tos: 0,
+        metric: 0, protocol: 249, scope: 0, type: 'unicast', oif: WAN1, srcLength: 0, ...extra } });
+      const device = (dst) => ({ kind: 'add-route', route: { family: 4, table: 2000, dst, dstLength: 24, tos: 0,
+        metric: 0, protocol: 249, scope: 253, type: 'unicast', oif: WAN1, srcLength: 0 } });
+      // Each run depends on the one before it: a gateway needs its device route in place.
+      const large = [];
+      for (let i = 0; i < 1500; i++) large.push(host('10.249.' + (2 + (i >> 8)) + '.' + (i & 255), { gateway: '10.249.0.1' }));
+      large.push(device('10.248.2.0'));
+      const runs = [
+        socket.run([device('10.249.0.0')]),                          // small, first
+        socket.run(large),                                             // large, needs the first
+        socket.run([device('10.248.0.0')]),                          // small, after a large one
+        socket.run([host('10.248.1.1', { gateway: '10.248.0.1' })]), // small, needs the one before
+        socket.run([device('10.249.0.0')]),                          // small, already there
+        socket.run([host('10.248.3.1', { gateway: '10.248.2.1' })]), // small, needs the large one's last datagram
+      ];
+      const outcomes = (await Promise.all(runs)).map((r) => [...new Set(r.map((o) => o ?? null))]);
+      const present = execFileSync('ip', ['-4', 'route', 'show', 'table', '2000', 'proto', '249', 'root', '10.248.0.0/15'], { encoding: 'utf8' }).trim().split('\\n').length;
+      // Closed while a small one has been sent and its callback has not come yet.
+      const pending = socket.run([host('10.248.1.2', { gateway: '10.248.0.1' })]);
+      socket.close();
+      const afterClose = (await pending).map((o) => o ?? null);
+      return { outcomes, present, afterClose };`);
+    assert.deepEqual(got.outcomes, [[null], [null], [null], [null], ['EEXIST'], [null]]);
+    assert.equal(got.present, 1 + 1501 + 1 + 1 + 1);
+    assert.equal(got.afterClose.length, 1);
+    assert.ok(got.afterClose[0] === null || got.afterClose[0] === 'ECANCELED', String(got.afterClose[0]));
   });
 
   it('socket buffers: a privileged socket gets the size it asks for, past net.core.rmem_max and wmem_max', () => {

@@ -112,6 +112,29 @@ test('a fighter that deletes less than three times a minute is restored at once 
   }
 });
 
+test('a rule\'s line is written once the kernel has it, and before what a failure of the same pass says', async () => {
+  const { kernel, loop, log } = setup();
+  const linesAtApply: number[] = [];
+  const apply = kernel.apply.bind(kernel);
+  kernel.apply = async (operations) => {
+    linesAtApply.push(log.lines.length);
+    return apply(operations);
+  };
+  kernel.failWith((op) => op.kind === 'add-route', 'ETIMEDOUT');
+  await loop.idle();
+  assert.deepEqual(linesAtApply, [0], 'nothing written while the operations go to the kernel');
+  assert.ok(kernel.hasRule(rule('10.1.0.2', 2000)));
+  const added = log.lines.findIndex((l) => l.startsWith('info:') && l.includes('Adding rule') && l.includes('10.1.0.2'));
+  const failure = log.lines.findIndex((l) => l.startsWith('error:') && l.includes('ETIMEDOUT'));
+  assert.ok(added >= 0, `the rule's line: ${JSON.stringify(log.lines)}`);
+  assert.ok(failure > added, `the failure after the pass's lines: ${JSON.stringify(log.lines)}`);
+  // Removal too: the line comes with the apply that removed it.
+  kernel.removeAddress(addr(3, '10.1.0.2'));
+  await loop.idle();
+  assert.ok(!kernel.hasRule(rule('10.1.0.2', 2000)));
+  assert.ok(log.lines.some((l) => l.startsWith('info:') && l.includes('Removing rule') && l.includes('10.1.0.2')));
+});
+
 test('a failed operation does not stop the others and is retried with growing delays', async () => {
   const { kernel, loop, clock, log } = setup();
   kernel.failWith((op) => op.kind === 'add-route', 'ETIMEDOUT', 2);

@@ -1,0 +1,82 @@
+// The table `npm run bench` prints, from the results it writes: one column per daemon
+// (dynmhs, and upstream DynMHS given BENCH_UPSTREAM) and their ratio.
+import type { benchManagers } from './managers';
+
+type LatencyKind = 'addrEventToRule' | 'sendToRule' | 'delAddrEventToRuleGone' | 'delSendToRuleGone';
+const r1 = (x: number | null | undefined): number | null => (x === null || x === undefined ? null : Math.round(x * 1000) / 1000);
+
+/** dynmhs's results are `results` itself, upstream's `results.upstream`. */
+export function printReport(results: Record<string, unknown>, idleSeconds: number): void {
+  const upstream = results.upstream as (Record<string, unknown> & { version: string }) | undefined;
+  const sinks = upstream === undefined ? [results] : [results, upstream];
+  const kernel = results.kernel as { add10kTableMs: number; del10kTableMs: number; add10kMainMs: number };
+  type Lat = Partial<Record<LatencyKind, { p50: number; p99: number } | null>> | undefined;
+  type Idle = { rssMb: number; cpuPercent: number; ctxSwitchesMainThread: number; ctxSwitchesAllThreads: number } | undefined;
+  type Startup = { startupMs: number | null; ratioVsKernelAdd: number | null; converged: boolean; runsMs: (number | null)[]; allRunsOk: boolean } | undefined;
+  type Sigterm = { exitMs: number; exitCode: number | null; leftovers: number; runsMs: (number | null)[]; allRunsOk: boolean } | undefined;
+  const bu = results.burst as { convergeMs: number | null; ratioVsKernelAdd: number | null; lost: number; daemonAlive: boolean; runsMs: (number | null)[]; allRunsOk: boolean } | undefined;
+  const spread = (xs: (number | null)[]): string => {
+    const done = xs.filter((x): x is number => x !== null);
+    return done.length === 0 ? '' : `, runs ${Math.round(Math.min(...done))}–${Math.round(Math.max(...done))}${done.length < xs.length ? `, ${xs.length - done.length} failed` : ''}`;
+  };
+  /** A row: the cell and the figure a ratio is taken of, per subject. */
+  type Cell = { text: string; value: number | null | undefined };
+  const rows: { label: string; cells: Cell[]; target: string }[] = [];
+  const row = (label: string, target: string, cell: (r: Record<string, unknown>) => Cell | undefined): void => {
+    const cells = sinks.map((r) => cell(r));
+    if (cells.some((c) => c !== undefined)) rows.push({ label, target, cells: cells.map((c) => c ?? { text: '-', value: null }) });
+  };
+  const latency = (fam: 4 | 6, which: LatencyKind) => (r: Record<string, unknown>): Cell | undefined => {
+    const l = r[`latencyV${fam}`] as Lat;
+    const x = l?.[which];
+    return l === undefined ? undefined : { text: `${r1(x?.p50)} / ${r1(x?.p99)} ms`, value: x?.p50 };
+  };
+  row('(1) v4 address → rule p50 / p99', '< 1 / < 5 ms', latency(4, 'addrEventToRule'));
+  row('(1) v6 address → rule p50 / p99', '< 1 / < 5 ms', latency(6, 'addrEventToRule'));
+  row('(1) v4 address gone → rule gone p50 / p99', '', latency(4, 'delAddrEventToRuleGone'));
+  row('(1) v6 address gone → rule gone p50 / p99', '', latency(6, 'delAddrEventToRuleGone'));
+  // From the probe's own request: the same start for both daemons (see bench/probe.ts).
+  row('(1) v4 address add request → rule p50 / p99', '', latency(4, 'sendToRule'));
+  row('(1) v6 address add request → rule p50 / p99', '', latency(6, 'sendToRule'));
+  row('(1) v4 address delete request → rule gone p50 / p99', '', latency(4, 'delSendToRuleGone'));
+  row('(1) v6 address delete request → rule gone p50 / p99', '', latency(6, 'delSendToRuleGone'));
+  row('(2) start-up 52 addr + 10k routes → converged', '≤ 2× kernel', (r) => {
+    const st = r.startup as Startup;
+    return st && { value: st.startupMs, text: `${st.startupMs === null ? 'NOT converged' : Math.round(st.startupMs) + ' ms'} (${st.ratioVsKernelAdd ?? '-'}× kernel${spread(st.runsMs)})${st.allRunsOk ? '' : ', A RUN DID NOT CONVERGE'}` };
+  });
+  if (bu) row('(3) burst 10k adds → all mirrored', '≤ 2× kernel, 0 lost', (r) => (r !== results ? undefined : {
+    value: bu.convergeMs,
+    text: `${bu.convergeMs === null ? 'NOT converged' : Math.round(bu.convergeMs) + ' ms'} (${bu.ratioVsKernelAdd ?? '-'}× kernel${spread(bu.runsMs)}), lost ${bu.lost}${bu.allRunsOk ? '' : ', A RUN LOST ROUTES OR ITS DAEMON DIED'}`,
+  }));
+  row(`(4) SIGTERM${upstream ? ' (upstream: SIGINT)' : ''} with 10k mirrored → exited`, '< 1000 ms, clean', (r) => {
+    const sg = r.sigterm as Sigterm;
+    if (sg === undefined) return undefined;
+    const exit = sg.exitCode === null ? 'no exit, SIGKILLed' : `exit ${sg.exitCode}`;
+    return { value: sg.exitCode === null ? null : sg.exitMs, text: `${Math.round(sg.exitMs)} ms${spread(sg.runsMs)}, ${exit}, leftovers ${sg.leftovers}${sg.allRunsOk ? '' : ', A RUN EXITED UNCLEAN'}` };
+  });
+  row(`(5) idle RSS / CPU / ctx switches (${idleSeconds} s)`, '< 60 MB, no wake-ups', (r) => {
+    const idle = r.idle as Idle;
+    return idle && { value: idle.rssMb, text: `${idle.rssMb} MB / ${idle.cpuPercent} % / main ${idle.ctxSwitchesMainThread}, all ${idle.ctxSwitchesAllThreads}` };
+  });
+  const only = (text: string): (r: Record<string, unknown>) => Cell | undefined => (r) => (r === results ? { text, value: null } : undefined);
+  const managers = results.managers as Awaited<ReturnType<typeof benchManagers>> | undefined;
+  if (managers !== undefined && 'skipped' in managers) row('(7) managers → policy in the kernel', '< 20 ms', only(`skipped: ${managers.skipped}`));
+  else if (managers !== undefined) {
+    const [nm, nd] = managers.rows;
+    row('(7) NM ACTIVATED → rule + route p50 / p99', '< 20 ms', only(`${nm.p50_ms} / ${nm.p99_ms} ms (n=${nm.runs})`));
+    row('(7) networkd link up → rule + route p50 / p99', '< 20 ms', only(`${nd.p50_ms} / ${nd.p99_ms} ms (n=${nd.runs})`));
+  }
+  row('(6) kernel ip -batch 10k adds / 10k deletes', 'reference', only(`${Math.round(kernel.add10kTableMs)} / ${Math.round(kernel.del10kTableMs)} ms (main adds ${Math.round(kernel.add10kMainMs)} ms)`));
+  // With upstream: its column, and dynmhs ÷ upstream of the first figure (p50, ms, MB).
+  const table = rows.map((r) => {
+    const [o, u] = r.cells;
+    if (u === undefined) return [r.label, o!.text, r.target];
+    const ratio = typeof o!.value === 'number' && typeof u.value === 'number' && u.value > 0 ? `${(o!.value / u.value).toFixed(2)}×` : '';
+    return [r.label, o!.text, u.text, ratio, r.target];
+  });
+  const header = upstream ? ['benchmark', 'dynmhs', `upstream ${String(upstream.version).replace(/^.*Version /, '')}`, 'ratio', 'target'] : ['benchmark', 'result', 'target'];
+  const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
+  console.log(line(header));
+  for (const r of table) console.log(line(r));
+}
