@@ -3,9 +3,10 @@
 // protocol tag, so this record is what survives a crash or restart (docs/mptcp.md).
 // Written atomically (temporary file, fsync, rename) before the endpoint is added, so a
 // crash never leaves an endpoint of ours the file does not name.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, constants } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log';
+import { writeFileAtomically } from '../state-file';
 
 export const OWNED_ENDPOINTS_FILE = 'mptcp-endpoints.json';
 
@@ -48,14 +49,6 @@ export class OwnedEndpointStore {
   save(owned: ReadonlyMap<number, string>): void {
     const data: FileFormat = { version: 1, endpoints: [...owned].sort((a, b) => a[0] - b[0]).map(([id, address]) => ({ id, address })) };
     mkdirSync(this.directory, { recursive: true, mode: 0o755 });
-    const tmp = `${this.file}.tmp-${process.pid}`;
-    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o644);
-    try {
-      writeSync(fd, `${JSON.stringify(data, null, 2)}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.file);
+    writeFileAtomically(this.directory, this.file, `${JSON.stringify(data, null, 2)}\n`);
   }
 }

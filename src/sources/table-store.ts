@@ -2,9 +2,10 @@
 // atomically (temporary file, fsync, rename, fsync of the directory), so a crash leaves
 // either the old or the new file, never a torn one. A file that cannot be parsed is moved
 // aside as `tables.json.corrupt-<timestamp>` and the allocation starts afresh.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync, constants } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log';
+import { writeFileAtomically } from '../state-file';
 import { TABLE_MAX, TABLE_MIN } from '../config/types';
 
 export const TABLES_FILE = 'tables.json';
@@ -82,19 +83,7 @@ export class TableStore {
     for (const [uuid, e] of [...entries].sort((a, b) => a[1].table - b[1].table)) {
       data.connections[uuid] = { table: e.table, id: e.connectionId, lastSeen: new Date(e.lastSeen).toISOString() };
     }
-    const tmp = `${this.file}.tmp-${process.pid}`;
-    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o644);
-    try {
-      writeSync(fd, `${JSON.stringify(data, null, 2)}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.file);
-    try {
-      const dir = openSync(this.directory, constants.O_RDONLY | constants.O_DIRECTORY);
-      try { fsyncSync(dir); } finally { closeSync(dir); }
-    } catch { /* some file systems refuse fsync on directories; the rename is done */ }
+    writeFileAtomically(this.directory, this.file, `${JSON.stringify(data, null, 2)}\n`);
   }
 }
 
