@@ -8,7 +8,7 @@ export function addressToText(bytes: Uint8Array): string {
 
 /** The text of the 4- or 16-byte address at `offset`. */
 export function readAddress(bytes: Uint8Array, offset: number, size: 4 | 16 | number): string {
-  if (size === 4) return `${bytes[offset]}.${bytes[offset + 1]}.${bytes[offset + 2]}.${bytes[offset + 3]}`;
+  if (size === 4) return [bytes[offset], bytes[offset + 1], bytes[offset + 2], bytes[offset + 3]].join('.');
   // RFC 5952: the longest run (>= 2) of zero words becomes "::", the first one on a tie.
   let bestStart = -1;
   let bestLength = 1;
@@ -19,13 +19,15 @@ export function readAddress(bytes: Uint8Array, offset: number, size: 4 | 16 | nu
     if (j - i > bestLength) { bestStart = i; bestLength = j - i; }
     i = j;
   }
-  let text = '';
-  for (let i = 0; i < 8; i++) {
-    if (i === bestStart) { text += '::'; i += bestLength - 1; continue; }
-    if (text !== '' && !text.endsWith(':')) text += ':';
-    text += word(bytes, offset, i).toString(16);
-  }
-  return text;
+  // Joined, not concatenated: a flat string, not a tree of its parts (see keys.ts).
+  if (bestStart < 0) return hexWords(bytes, offset, 0, 8).join(':');
+  return [hexWords(bytes, offset, 0, bestStart).join(':'), hexWords(bytes, offset, bestStart + bestLength, 8).join(':')].join('::');
+}
+
+function hexWords(bytes: Uint8Array, offset: number, from: number, to: number): string[] {
+  const words: string[] = [];
+  for (let i = from; i < to; i++) words.push(word(bytes, offset, i).toString(16));
+  return words;
 }
 
 function word(bytes: Uint8Array, offset: number, i: number): number {

@@ -11,6 +11,15 @@ import { MAIN_TABLE, type Operation, type Route, type Rule } from './model';
  * identity includes the device and gateway. Multipath routes are one object.
  */
 export function routeKey(route: Route): string {
+  return routeKeys.get(route) ?? computeRouteKey(route);
+}
+
+/**
+ * routeKey(), remembered for as long as the route lives: for the copies a pass derives,
+ * whose keys every later pass and operation asks for. The kernel's routes are keyed once,
+ * by the cache that holds them, which has no use for a second table of a million keys.
+ */
+export function keyedRoute(route: Route): string {
   let key = routeKeys.get(route);
   if (key === undefined) {
     key = computeRouteKey(route);
@@ -19,12 +28,16 @@ export function routeKey(route: Route): string {
   return key;
 }
 
-// Routes are immutable values that live across many passes: key each one once.
 const routeKeys = new WeakMap<Route, string>();
 const ruleKeys = new WeakMap<Rule, string>();
 
 // Route and rule keys share one namespace ("route …"/"rule …"): the loop tracks both
 // kinds in one set, and a key made once per object is cheaper than a prefix per use.
+//
+// Keys are joined, not concatenated: V8 keeps a `+` or template result of 13 characters
+// or more as a tree of its parts (a ConsString, 32 bytes per part) and hashes it by
+// walking that tree, and a table of a million routes keeps two keys per route alive.
+// Array.prototype.join makes one flat string.
 function computeRouteKey(route: Route): string {
   if (route.family === 4) {
     const place = ipv4PlaceKey(route);
@@ -32,23 +45,29 @@ function computeRouteKey(route: Route): string {
     // Routes appended on one link share one copy in that link's table: one key for them.
     return mainIpv4Key(place, route.nexthops !== undefined ? 'mp' : route.oif);
   }
-  const hop = route.nexthops !== undefined ? 'mp' : `${route.oif ?? ''}|${route.gateway ?? ''}`;
-  return `route ${routeBaseKey(route)}|${hop}`;
+  const parts = baseKeyParts(route, 'route 6');
+  if (route.nexthops !== undefined) parts.push('mp');
+  else parts.push(route.oif ?? '', route.gateway ?? '');
+  return parts.join('|');
 }
 
 /** An IPv4 route's place in its table (prefix, TOS, metric): the key of every IPv4 route outside main. */
 export function ipv4PlaceKey(route: Route): string {
-  return `route 4|${route.table}|${route.dst}/${route.dstLength}|${route.tos}|${route.metric}`;
+  return ['route 4', route.table, route.dst, route.dstLength, route.tos, route.metric].join('|');
 }
 
 /** The key of an IPv4 main-table route in `place` (ipv4PlaceKey) via device `oif` (or multipath). */
 export function mainIpv4Key(place: string, oif: number | 'mp' | undefined): string {
-  return `${place}|${oif ?? ''}`;
+  return [place, oif ?? ''].join('|');
 }
 
 /** What an IPv6 `replace` overwrites: any route with this prefix, source and metric. */
 export function routeBaseKey(route: Route): string {
-  return `${route.family}|${route.table}|${route.dst}/${route.dstLength}|${route.src ?? ''}/${route.srcLength}|${route.tos}|${route.metric}`;
+  return baseKeyParts(route, route.family).join('|');
+}
+
+function baseKeyParts(route: Route, head: string | number): (string | number)[] {
+  return [head, route.table, route.dst, route.dstLength, route.src ?? '', route.srcLength, route.tos, route.metric];
 }
 
 /** Several rules may share selectors; the kernel deletes by selectors plus protocol, so both count. */
@@ -62,12 +81,12 @@ export function ruleKey(rule: Rule): string {
 }
 
 function computeRuleKey(rule: Rule): string {
-  return `rule ${rule.family}|${rule.priority}|${rule.src ?? 'all'}/${rule.srcLength}|${rule.table}|${rule.protocol}|${rule.plain ? 'p' : 'x'}`;
+  return ['rule', rule.family, rule.priority, rule.src ?? 'all', rule.srcLength, rule.table, rule.protocol, rule.plain ? 'p' : 'x'].join('|');
 }
 
 /** The same rule as another program would write it, whatever protocol it claims. */
 export function ruleSelectorKey(rule: Rule): string {
-  return `${rule.family}|${rule.priority}|${rule.src ?? 'all'}/${rule.srcLength}|${rule.table}`;
+  return [rule.family, rule.priority, rule.src ?? 'all', rule.srcLength, rule.table].join('|');
 }
 
 export function sameRouteContent(a: Route, b: Route): boolean {
@@ -78,8 +97,12 @@ export function sameRouteContent(a: Route, b: Route): boolean {
 
 /** Everything the kernel would tell about the two is the same. */
 export function identicalRoutes(a: Route, b: Route): boolean {
-  return a === b || (routeKey(a) === routeKey(b) && sameRouteContent(a, b)
-    && a.nhid === b.nhid && a.src === b.src && a.srcLength === b.srcLength);
+  return a === b || (identicalAtOnePlace(a, b) && routeKey(a) === routeKey(b));
+}
+
+/** identicalRoutes() for two routes known to have one key (found under it in one map). */
+export function identicalAtOnePlace(a: Route, b: Route): boolean {
+  return a === b || (sameRouteContent(a, b) && a.nhid === b.nhid && a.src === b.src && a.srcLength === b.srcLength);
 }
 
 function sameNextHops(a: Route, b: Route): boolean {

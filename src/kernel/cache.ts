@@ -3,7 +3,7 @@
 // link goes down or loses its last address, or for main's routes whose source hint
 // goes, so the cache drops them itself (and the kernel adapter re-dumps routes when
 // such a flush may have happened, to be sure).
-import { identicalRoutes, ipv4PlaceKey, mainIpv4Key, routeBaseKey, routeKey, ruleKey } from '../keys';
+import { identicalAtOnePlace, ipv4PlaceKey, mainIpv4Key, routeBaseKey, routeKey, ruleKey } from '../keys';
 import { MAIN_TABLE, type Address, type Link, type Observed, type Operation, type Route, type Rule } from '../model';
 
 export type CacheKind = 'links' | 'addresses' | 'routes' | 'rules';
@@ -49,11 +49,10 @@ export class ObservedCache {
     this[kind].clear();
     for (const event of events) {
       if (previous !== undefined && event.kind === 'route') {
-        const old = previous.get(routeKey(event.route));
-        if (old !== undefined && identicalRoutes(old, event.route)) {
-          this.apply({ ...event, route: old });
-          continue;
-        }
+        const key = routeKey(event.route);
+        const old = previous.get(key);
+        this.applyRoute(old !== undefined && identicalAtOnePlace(old, event.route) ? old : event.route, event.removed, event.replace, true, key);
+        continue;
       }
       this.apply(event);
     }
@@ -151,9 +150,8 @@ export class ObservedCache {
     return true;
   }
 
-  private applyRoute(route: Route, removed: boolean, replace: boolean, note = true): boolean {
+  private applyRoute(route: Route, removed: boolean, replace: boolean, note = true, key = routeKey(route)): boolean {
     if (route.table === LOCAL_TABLE) return false;
-    const key = routeKey(route);
     const before = this.routes.get(key);
     if (removed) {
       if (before === undefined) return false;
@@ -162,7 +160,7 @@ export class ObservedCache {
     }
     // The echo of a route we added, or a dump repeating what we know: keep the object we
     // have, so passes see nothing changed (and derived copies keep their memoized keys).
-    if (!replace && before !== undefined && identicalRoutes(before, route)) return false;
+    if (!replace && before !== undefined && identicalAtOnePlace(before, route)) return false;
     if (replace && route.family === 4 && route.table === MAIN_TABLE) this.replaceInMain(key, route);
     if (replace && route.family === 6) {
       const base = routeBaseKey(route);

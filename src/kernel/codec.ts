@@ -140,6 +140,23 @@ class Attributes {
     const size = this.size[type];
     return this.at[type] >= 0 && (size === 4 || size === 16) ? readAddress(data, this.at[type], size) : undefined;
   }
+  /** An address many routes name (a gateway, a source hint): one string for all of them. */
+  sharedAddress(data: Buffer, type: number): string | undefined {
+    const text = this.address(data, type);
+    return text === undefined ? undefined : shared(text);
+  }
+}
+
+// A full table names a handful of gateways and source hints a million times over: each
+// route keeping its own copy of the text would cost more than the route's other fields.
+const SHARED_LIMIT = 4096;
+const sharedTexts = new Map<string, string>();
+function shared(text: string): string {
+  const known = sharedTexts.get(text);
+  if (known !== undefined) return known;
+  if (sharedTexts.size >= SHARED_LIMIT) sharedTexts.clear();
+  sharedTexts.set(text, text);
+  return text;
 }
 
 // One scratch table per message kind: decoding is synchronous and never re-entrant.
@@ -187,7 +204,7 @@ function decodeMultipath(data: Buffer, start: number, end: number): NextHop[] {
       const attrLength = data.readUInt16LE(a);
       if (attrLength < 4) break;
       const size = attrLength - 4;
-      if ((data.readUInt16LE(a + 2) & NLA_TYPE_MASK) === RTA_GATEWAY && (size === 4 || size === 16)) gateway = readAddress(data, a + 4, size);
+      if ((data.readUInt16LE(a + 2) & NLA_TYPE_MASK) === RTA_GATEWAY && (size === 4 || size === 16)) gateway = shared(readAddress(data, a + 4, size));
       a += align4(attrLength);
     }
     hops.push({ oif: data.readInt32LE(offset + 4), gateway, weight: data[offset + 3] + 1 });
@@ -216,8 +233,8 @@ function decodeRoute(data: Buffer, start: number, end: number): Route | undefine
     scope: data[start + 6],
     type: ROUTE_TYPES[data[start + 7]] ?? 'unspec',
     oif: attrs.has(RTA_OIF) ? data.readInt32LE(attrs.at[RTA_OIF]) : undefined,
-    gateway: attrs.address(data, RTA_GATEWAY),
-    prefsrc: attrs.address(data, RTA_PREFSRC),
+    gateway: attrs.sharedAddress(data, RTA_GATEWAY),
+    prefsrc: attrs.sharedAddress(data, RTA_PREFSRC),
     nexthops: attrs.has(RTA_MULTIPATH) ? decodeMultipath(data, attrs.at[RTA_MULTIPATH], attrs.at[RTA_MULTIPATH] + attrs.size[RTA_MULTIPATH]) : undefined,
     nhid: attrs.has(RTA_NH_ID) ? attrs.u32(data, RTA_NH_ID, 0) : undefined,
     onlink: (flags & RTNH_F_ONLINK) !== 0,

@@ -1,6 +1,6 @@
 // What dynmhs wants in the kernel, as a pure function of what it sees.
 import { isLinkLocal } from '../address';
-import { routeKey, ruleKey } from '../keys';
+import { keyedRoute, routeKey, ruleKey } from '../keys';
 import {
   DYNMHS_PROTOCOL, MAIN_TABLE,
   type Address, type Desired, type Link, type ManagedNetwork, type NextHop, type Observed, type Route, type Rule,
@@ -66,33 +66,37 @@ function copyVia(route: Route, table: number, oif: number | undefined, gateway: 
 }
 
 // A main-table route object lives until the kernel changes it, so its copies can too:
-// the same copy object pass after pass keeps its memoized key and costs no allocation.
-// Most routes are copied into one table (kept as the slot itself, no list); multipath
-// routes into at most a few.
-export interface CopySlot {
+// the same copy object pass after pass keeps its remembered key and costs no allocation.
+// Most routes are copied into one table, via their own device: that copy is kept as it
+// is. Other cases (multipath routes, a route asked for another link or table, one with
+// no copy) keep a list of what was asked and made.
+interface CopySlot {
   readonly linkIndex: number;
   readonly table: number;
   readonly copy: Route | undefined;
-  readonly key: string;
 }
-const copies = new WeakMap<Route, CopySlot | CopySlot[]>();
+const copies = new WeakMap<Route, Route | CopySlot[]>();
 
 /** The copy of `route` for the network on `linkIndex` (see copyForTable), made once per route object. */
-export function cachedCopy(route: Route, linkIndex: number, table: number): CopySlot {
+export function cachedCopy(route: Route, linkIndex: number, table: number): Route | undefined {
   const known = copies.get(route);
   if (known !== undefined) {
     if (!Array.isArray(known)) {
-      if (known.linkIndex === linkIndex && known.table === table) return known;
+      if (known.oif === linkIndex && known.table === table) return known;
     } else {
-      for (const slot of known) if (slot.linkIndex === linkIndex && slot.table === table) return slot;
+      for (const slot of known) if (slot.linkIndex === linkIndex && slot.table === table) return slot.copy;
     }
   }
   const copy = copyForTable(route, linkIndex, table);
-  const slot: CopySlot = { linkIndex, table, copy, key: copy === undefined ? '' : routeKey(copy) };
-  if (known === undefined) copies.set(route, slot);
-  else if (Array.isArray(known)) known.push(slot);
-  else copies.set(route, [known, slot]);
-  return slot;
+  if (copy !== undefined) keyedRoute(copy);
+  if (known === undefined && copy !== undefined && copy.oif === linkIndex) {
+    copies.set(route, copy);
+    return copy;
+  }
+  const slots = known === undefined ? [] : Array.isArray(known) ? known : [{ linkIndex: known.oif!, table: known.table, copy: known }];
+  slots.push({ linkIndex, table, copy });
+  copies.set(route, slots);
+  return copy;
 }
 
 /** A desired state from plain lists (what none of the routes and rules would be: `desiredOf([], [])`). */
@@ -133,10 +137,10 @@ export function derive(observed: Observed, networks: readonly ManagedNetwork[]):
     const networkRoutes: Route[] = [];
     for (const candidates of [mainByOif.get(link.index) ?? [], mainMultipath]) {
       for (const route of candidates) {
-        const { copy, key } = cachedCopy(route, link.index, network.table);
+        const copy = cachedCopy(route, link.index, network.table);
         if (copy === undefined) continue;
         networkRoutes.push(copy);
-        routes.set(key, copy);
+        routes.set(keyedRoute(copy), copy);
       }
     }
     for (const rule of networkRules) rules.set(ruleKey(rule), rule);

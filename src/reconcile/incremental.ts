@@ -5,9 +5,9 @@
 // this cannot decide alone (a foreign route in a table of ours, a wanted place taken,
 // a multipath route, which may share its copy with another route) returns undefined,
 // and the loop runs the full pass, which reports and decides it.
-import { sameRouteContent } from '../keys';
+import { keyedRoute, sameRouteContent } from '../keys';
 import { MAIN_TABLE, type Operation, type Route } from '../model';
-import { cachedCopy, type CopySlot, type NetworkPlan } from '../policy/derive';
+import { cachedCopy, type NetworkPlan } from '../policy/derive';
 import { byGatewayRank, ownsRoute, replacesInPlace } from './diff';
 
 export class IncrementalRoutes {
@@ -57,10 +57,12 @@ export class IncrementalRoutes {
         if (this.managedTables.has(before.table) && !ownsRoute(before)) return false;
         continue;
       }
-      const slot = this.copyOf(before);
-      if (slot !== undefined && this.routes.get(slot.key) === slot.copy) {
-        this.routes.delete(slot.key);
-        touched.add(slot.key);
+      const copy = this.copyOf(before);
+      if (copy === undefined) continue;
+      const copyKey = keyedRoute(copy);
+      if (this.routes.get(copyKey) === copy) {
+        this.routes.delete(copyKey);
+        touched.add(copyKey);
       }
     }
     return true;
@@ -73,13 +75,14 @@ export class IncrementalRoutes {
       touched.add(key);
       if (after === undefined || after.table !== MAIN_TABLE) continue;
       if (after.nexthops !== undefined) return false;
-      const slot = this.copyOf(after);
-      if (slot === undefined) continue;
-      const present = this.routes.get(slot.key);
-      if (present === slot.copy) continue;
+      const copy = this.copyOf(after);
+      if (copy === undefined) continue;
+      const copyKey = keyedRoute(copy);
+      const present = this.routes.get(copyKey);
+      if (present === copy) continue;
       if (present !== undefined) return false;
-      this.routes.set(slot.key, slot.copy);
-      touched.add(slot.key);
+      this.routes.set(copyKey, copy);
+      touched.add(copyKey);
     }
     return true;
   }
@@ -109,11 +112,9 @@ export class IncrementalRoutes {
    * The copy of a single-path route: only the network on its output device has one.
    * (Multipath routes never get here: the full pass handles them.)
    */
-  private copyOf(route: Route): (CopySlot & { readonly copy: Route }) | undefined {
+  private copyOf(route: Route): Route | undefined {
     if (route.oif === undefined) return undefined;
     const table = this.tableOn.get(route.oif);
-    if (table === undefined) return undefined;
-    const slot = cachedCopy(route, route.oif, table);
-    return slot.copy === undefined ? undefined : slot as CopySlot & { readonly copy: Route };
+    return table === undefined ? undefined : cachedCopy(route, route.oif, table);
   }
 }
