@@ -12,8 +12,9 @@ import type { Kernel } from './kernel/types';
 import type { Logger } from './log';
 import { DYNMHS_PROTOCOL, type ManagedNetwork, type Observed, type Origin } from './model';
 import type { NetworkPlan } from './policy/derive';
-import type { Clock } from './reconcile/limiter';
+import { systemClock, type Clock } from './reconcile/limiter';
 import { removeEverythingOurs } from './reconcile/cleanup';
+import { Reclaimer } from './reclaim';
 import { Reconciler, type PassResult } from './reconcile/loop';
 import type { EndpointSync } from './reconcile/endpoints';
 import { mptcpFlagsFor } from './policy/endpoints';
@@ -42,6 +43,8 @@ export interface DaemonOptions {
   readonly clock?: Clock;
   /** MPTCP endpoints for the managed addresses (src/reconcile/endpoints.ts); absent: none. */
   readonly endpoints?: EndpointSync;
+  /** A full garbage collection, run once a large change is done (src/reclaim.ts); absent: V8 decides. */
+  readonly collectGarbage?: () => void;
 }
 
 /**
@@ -68,6 +71,7 @@ export class Daemon extends EventEmitter implements DaemonControl {
   private readonly added = new Map<string, number>();
   private readonly removed = new Set<string>();
   private readonly reconciler: Reconciler;
+  private readonly reclaimer?: Reclaimer;
   private connections?: DynamicNetworks;
   private statusSignature = '';
   private readonly onKernelChanged = (): void => this.reconciler.markDirty();
@@ -76,6 +80,7 @@ export class Daemon extends EventEmitter implements DaemonControl {
   constructor(private readonly options: DaemonOptions) {
     super();
     this.config = options.config;
+    if (options.collectGarbage !== undefined) this.reclaimer = new Reclaimer(options.collectGarbage, options.clock ?? systemClock);
     this.reconciler = new Reconciler({
       kernel: options.kernel,
       log: options.log,
@@ -113,6 +118,7 @@ export class Daemon extends EventEmitter implements DaemonControl {
     const { kernel, log } = this.options;
     await this.detachSources();
     await this.reconciler.stop();
+    this.reclaimer?.stop();
     await this.options.endpoints?.stop();
     const { rules, routes, left } = await removeEverythingOurs(kernel, log);
     log.info(`Removed ${rules} rule${rules === 1 ? '' : 's'} and ${routes} route${routes === 1 ? '' : 's'}`
@@ -284,6 +290,7 @@ export class Daemon extends EventEmitter implements DaemonControl {
   }
 
   private afterPass(result: PassResult): void {
+    this.reclaimer?.afterPass(result.added + result.removed);
     this.options.endpoints?.update(result.plans, (network) => mptcpFlagsFor(network, this.config.networks, this.config.mptcp));
     if (result.added + result.removed + result.failed > 0) {
       this.emit('applied', { added: result.added, removed: result.removed, failed: result.failed });
