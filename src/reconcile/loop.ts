@@ -255,7 +255,9 @@ export class Reconciler {
     const oursDeleted = [...deletedByOthers].some((key) => this.installed.routes.has(key) || this.installed.rules.has(key));
     if (routeChanges !== undefined && !oursDeleted && (held === undefined || held.size === 0)
       && signature === this.networksSignature && this.lastComplete !== undefined) {
-      this.incremental ??= new IncrementalRoutes(new Map(this.lastComplete.desired.routes), this.lastComplete.plans);
+      // The full pass's map itself, not a copy (a million entries at a full table): no
+      // later pass reads it as it was, since a full pass always replaces lastComplete.
+      this.incremental ??= new IncrementalRoutes(this.lastComplete.desired.routes as Map<string, Route>, this.lastComplete.plans);
       const operations = this.incremental.apply(routeChanges, observed.routesByKey, networkOf);
       if (operations !== undefined) {
         const outcome = await this.applyPass(operations, observed, computeStart, this.incremental.routes, withCurrentRoutes(this.lastComplete.plans, this.incremental.routes), true);
