@@ -11,24 +11,37 @@ import { MAIN_TABLE, type Operation, type Route, type Rule } from './model';
  * identity includes the device and gateway. Multipath routes are one object.
  */
 export function routeKey(route: Route): string {
-  return routeKeys.get(route) ?? computeRouteKey(route);
+  return (route as Memo)[ROUTE_KEY] ?? computeRouteKey(route);
 }
 
 /**
  * routeKey(), remembered for as long as the route lives: for the copies a pass derives,
  * whose keys every later pass and operation asks for. The kernel's routes are keyed once,
- * by the cache that holds them, which has no use for a second table of a million keys.
+ * by the cache that holds them.
  */
 export function keyedRoute(route: Route): string {
-  let key = routeKeys.get(route);
+  let key = (route as Memo)[ROUTE_KEY];
   if (key === undefined) {
     key = computeRouteKey(route);
-    routeKeys.set(route, key);
+    remember(route, ROUTE_KEY, key);
   }
   return key;
 }
 
-const routeKeys = new WeakMap<Route, string>();
+/**
+ * Keeps `value` on the immutable `target` under `symbol`, not enumerable: invisible to
+ * comparisons and spreads. Not in a WeakMap: V8's object hash tables slow down sharply
+ * past a million or two keys (identity hashes have about 20 bits), and a full table is
+ * that many routes and as many copies.
+ */
+export function remember(target: object, symbol: symbol, value: unknown): void {
+  if (Object.prototype.hasOwnProperty.call(target, symbol)) (target as Record<symbol, unknown>)[symbol] = value;
+  else Object.defineProperty(target, symbol, { value, writable: true });
+}
+
+const ROUTE_KEY = Symbol('routeKey');
+type Memo = { [ROUTE_KEY]?: string };
+
 const ruleKeys = new WeakMap<Rule, string>();
 
 // Route and rule keys share one namespace ("route …"/"rule …"): the loop tracks both

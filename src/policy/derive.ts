@@ -1,6 +1,6 @@
 // What dynmhs wants in the kernel, as a pure function of what it sees.
 import { isLinkLocal } from '../address';
-import { keyedRoute, routeKey, ruleKey } from '../keys';
+import { keyedRoute, remember, routeKey, ruleKey } from '../keys';
 import {
   DYNMHS_PROTOCOL, MAIN_TABLE,
   type Address, type Desired, type Link, type ManagedNetwork, type NextHop, type Observed, type Route, type Rule,
@@ -75,11 +75,12 @@ interface CopySlot {
   readonly table: number;
   readonly copy: Route | undefined;
 }
-const copies = new WeakMap<Route, Route | CopySlot[]>();
+const COPIES = Symbol('copies');
+type WithCopies = { [COPIES]?: Route | CopySlot[] };
 
 /** The copy of `route` for the network on `linkIndex` (see copyForTable), made once per route object. */
 export function cachedCopy(route: Route, linkIndex: number, table: number): Route | undefined {
-  const known = copies.get(route);
+  const known = (route as WithCopies)[COPIES];
   if (known !== undefined) {
     if (!Array.isArray(known)) {
       if (known.oif === linkIndex && known.table === table) return known;
@@ -90,12 +91,17 @@ export function cachedCopy(route: Route, linkIndex: number, table: number): Rout
   const copy = copyForTable(route, linkIndex, table);
   if (copy !== undefined) keyedRoute(copy);
   if (known === undefined && copy !== undefined && copy.oif === linkIndex) {
-    copies.set(route, copy);
+    remember(route, COPIES, copy);
     return copy;
   }
-  const slots = known === undefined ? [] : Array.isArray(known) ? known : [{ linkIndex: known.oif!, table: known.table, copy: known }];
+  // Once a list, always the same list: the property is written once.
+  if (Array.isArray(known)) {
+    known.push({ linkIndex, table, copy });
+    return copy;
+  }
+  const slots: CopySlot[] = known === undefined ? [] : [{ linkIndex: known.oif!, table: known.table, copy: known }];
   slots.push({ linkIndex, table, copy });
-  copies.set(route, slots);
+  remember(route, COPIES, slots);
   return copy;
 }
 
