@@ -11,16 +11,21 @@ import { MAIN_TABLE, type Operation, type Route, type Rule } from './model';
  * identity includes the device and gateway. Multipath routes are one object.
  */
 export function routeKey(route: Route): string {
-  let key = routeKeys.get(route);
+  let key = (route as { [ROUTE_KEY]?: string })[ROUTE_KEY];
   if (key === undefined) {
     key = computeRouteKey(route);
-    routeKeys.set(route, key);
+    Object.defineProperty(route, ROUTE_KEY, { value: key });
   }
   return key;
 }
 
-// Routes are immutable values that live across many passes: key each one once.
-const routeKeys = new WeakMap<Route, string>();
+// Routes are immutable values that live across many passes: key each one once, on the
+// object itself (not enumerable: a spread copy, which may differ, does not inherit it).
+// Not in a WeakMap: V8's object hash tables slow down sharply past ~2 million keys
+// (identity hashes have 21 bits), and a million routes in main are over 2 million
+// route objects with their copies.
+const ROUTE_KEY = Symbol('routeKey');
+
 const ruleKeys = new WeakMap<Rule, string>();
 
 // Route and rule keys share one namespace ("route …"/"rule …"): the loop tracks both
