@@ -94,7 +94,7 @@ function scaleRows(results: Record<string, unknown>, row: Row, only: (text: stri
     (r.scale as { curve: Run[] } | undefined)?.curve.find((c) => c.n === n);
   const k = (n: number): string => (n >= 1000000 ? `${n / 1000000}M` : n >= 1000 ? `${n / 1000}k` : String(n));
   const ms = (x: number | null): string => (x === null ? 'NOT converged' : `${Math.round(x)} ms`);
-  for (const { n, addMs, burstAddMs } of kernel) {
+  for (const { n, addMs, burstAddMs, deleteMs } of kernel) {
     const burst = (results.scale as { burst?: number } | undefined)?.burst ?? 0;
     row(`(8) ${k(n)} routes: start-up → converged`, '≤ 2× kernel', (r) => {
       const run = runOf(r, n);
@@ -113,10 +113,11 @@ function scaleRows(results: Record<string, unknown>, row: Row, only: (text: stri
       if (run === undefined) return undefined;
       const exit = run.killedAfterMs !== undefined
         ? `no exit, SIGKILLed after ${Math.round(run.killedAfterMs / 1000)} s (${run.cleanedBeforeKill ? 'had cleaned up' : 'had NOT cleaned up'})`
-        : `${ms(run.stopMs)}, exit ${run.exitCode}`;
+        : `${ms(run.stopMs)} (${run.stopRatioVsKernelDelete ?? '-'}× kernel), ${run.exitSignal ? `killed by ${run.exitSignal}` : `exit ${run.exitCode}`}`;
       return { value: run.stopMs, text: `${run.stopSignal ?? '-'}: ${exit}, leftovers ${run.leftovers ?? '-'}` };
     });
-    row(`(8) kernel ip -batch ${k(n)} adds / ${k(burst)} more`, 'reference', only(`${Math.round(addMs)} / ${Math.round(burstAddMs)} ms`));
+    row(`(8) kernel ip -batch ${k(n)} adds / ${k(burst)} more / all deleted`, 'reference',
+      only(`${Math.round(addMs)} / ${Math.round(burstAddMs)} / ${Math.round(deleteMs)} ms`));
   }
   row('(8) bytes per mirrored route (RSS 10k → 100k)', '≤ ~600 B', (r) => {
     const b = (r.scale as { bytesPerRoute10kTo100k: number | null } | undefined)?.bytesPerRoute10kTo100k;
@@ -124,9 +125,10 @@ function scaleRows(results: Record<string, unknown>, row: Row, only: (text: stri
   });
 }
 
-type KernelScale = { n: number; addMs: number; burstAddMs: number };
+type KernelScale = { n: number; addMs: number; burstAddMs: number; deleteMs: number };
 type KernelScaleRun = {
   n: number; startupMs: number | null; ratioVsKernelAdd?: number | null; rssMb: number | null; peakRssMb: number | null;
   burstMs: number | null; burstRatioVsKernelAdd?: number | null; burstLost: number | null; stopSignal?: string; stopMs: number | null;
+  stopRatioVsKernelDelete?: number | null; exitSignal?: string | null;
   exitCode: number | null; leftovers: number | null; killedAfterMs?: number; cleanedBeforeKill?: boolean; error?: string;
 };
