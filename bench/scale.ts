@@ -157,6 +157,8 @@ async function runOne(tools: ScaleTools, s: Subject, n: number, kernel: KernelSc
       Object.assign(run, {
         startupMs: r1(startupMs), converged: c.tMs !== null, counted: c, exact: c.routes === want.routes,
         ratioVsKernelAdd: startupMs === null ? null : r1(startupMs / kernel.addMs),
+        // The same work in this run's namespace moments before: steadier on a shared machine.
+        ratioVsMainAdd: startupMs === null ? null : r1(startupMs / mainAddMs),
       });
       if (c.tMs === null) return run;
       await sleep(SETTLE_S * 1000);
@@ -175,6 +177,7 @@ async function runOne(tools: ScaleTools, s: Subject, n: number, kernel: KernelSc
         burstAdds: BURST, burstBatchMs: r1(batchMs), burstMs: r1(burstMs), burstCounted: b,
         burstLost: b.routes < 0 ? null : wantAfter.routes - b.routes,
         burstRatioVsKernelAdd: burstMs === null ? null : r1(burstMs / kernel.burstAddMs),
+        burstRatioVsThisBatch: burstMs === null ? null : r1(burstMs / batchMs),
         rssAfterBurstMb: afterBurst && mb(afterBurst.rssKb), peakRssAfterBurstMb: afterBurst && mb(afterBurst.hwmKb),
       });
 
