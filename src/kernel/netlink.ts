@@ -25,9 +25,9 @@ const NETLINK_ROUTE = 0;
 const RECEIVE_BUFFER = 4 * 1024 * 1024;
 /**
  * The kernel charges a queued event ~830 bytes, and grants twice the size asked for, so
- * 4 MiB held ~10,000 events of a burst: less than `ip -batch` writes during one major GC
- * pause of a daemon holding a million routes, and each overflow costs a full re-read of
- * them (docs/performance.md). The memory is the kernel's, taken only while events wait.
+ * 4 MiB held ~10,000 events of a burst: beside a million routes a burst overflowed it, and
+ * each overflow costs a full re-read of them (docs/performance.md). The memory is the
+ * kernel's, taken only while events wait.
  */
 const MONITOR_RECEIVE_BUFFER = 64 * 1024 * 1024;
 const DUMP_TIMEOUT_MS = 30_000;
