@@ -181,8 +181,9 @@ async function runOne(tools: ScaleTools, s: Subject, n: number, kernel: KernelSc
         rssAfterBurstMb: afterBurst && mb(afterBurst.rssKb), peakRssAfterBurstMb: afterBurst && mb(afterBurst.hwmKb),
       });
 
-      // The signal it cleans up on; a daemon still running after the timeout is killed.
-      const stopTimeoutMs = Number(process.env.BENCH_SCALE_STOP_S ?? 0) * 1000 || 20000 + n * 0.04;
+      // The signal it cleans up on; a daemon still running after ten times the kernel's
+      // own deletes (upstream may spin once clean) is killed, and the result says so.
+      const stopTimeoutMs = Number(process.env.BENCH_SCALE_STOP_S ?? 0) * 1000 || Math.max(20000, 10 * kernel.deleteMs);
       const ts = now();
       d.signal(s.stopSignal);
       const st = await d.waitExit(stopTimeoutMs).catch(() => null);
