@@ -6,7 +6,7 @@
 //       delete it, time RTM_DELADDR → RTM_DELRULE; repeat. Also from the probe's own request
 //       (sendToRule, delSendToRuleGone): a daemon that answers before the probe has read the
 //       address event (upstream often does) shows the probe's read delay in the first two.
-//   count {"tables":[2000,3000],"routes":N,"rules":M,"timeoutMs","protocol":249}
+//   count {"tables":[2000,3000],"routes":N,"rules":M,"timeoutMs","protocol":249,"receiveBufferMb":8}
 //       dump, then follow events until routes of that protocol in those tables reach N and
 //       rules of that protocol reach M; prints the time (epoch ms, µs resolution) it happened,
 //       checked by a dump. "protocol": null counts every route in those tables and every
@@ -16,10 +16,10 @@ import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { createNetlink, createRtNetlink, Protocol, rt, type NetlinkMessage } from 'netlink';
 import { RawNetlinkSocket } from 'netlink/dist/raw';
-import { decodeEvent, forEachMessage, GROUPS, RTM } from '../src/kernel/codec';
+import { decodeEvent, forEachMessage, GROUPS, NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, RequestWriter, RTM } from '../src/kernel/codec';
 import { DumpSocket } from '../src/kernel/dump';
 import { attachFilter, onlyRoutesOfProtocol } from '../src/kernel/filter';
-import { routeKey, ruleKey } from '../src/keys';
+import { ruleKey } from '../src/keys';
 import { stats } from './stats';
 
 const PROTO = 249;
@@ -113,32 +113,40 @@ async function latency(cfg: { ifName: string; family: 4 | 6; address: string; pr
  * Counting must keep pace with a 10,000-route burst, or it measures itself: at start-up
  * the full decode of every event (codec.ts) lagged the kernel by ~100 ms next to a busy
  * daemon on 2 CPUs. So route events are only counted (type, protocol byte, table), and
- * the moment the counts are reached is checked afterwards with a keyed dump.
+ * the moment the counts are reached is checked afterwards with a dump.
  * Rules are few and decoded in full.
  */
-async function count(cfg: { tables: number[]; routes: number; rules: number; timeoutMs: number; protocol?: number | null }) {
+async function count(cfg: { tables: number[]; routes: number; rules: number; timeoutMs: number; protocol?: number | null; receiveBufferMb?: number }) {
   const tables = new Set(cfg.tables);
   const protocol = cfg.protocol === undefined ? PROTO : cfg.protocol;
   const routeCounts = (proto: number, table: number): boolean => (protocol === null || proto === protocol) && tables.has(table);
   const ruleCounts = (rule: { protocol: number; table: number }): boolean =>
     protocol === null ? tables.has(rule.table) : rule.protocol === protocol;
-  const mon = new RawNetlinkSocket(0, { recvBufferSize: 8 << 20, sendBufferSize: 1 << 20 });
+  const bufferBytes = (cfg.receiveBufferMb ?? 8) << 20;
+  const mon = new RawNetlinkSocket(0, { recvBufferSize: bufferBytes, sendBufferSize: 1 << 20 });
   // Only our routes and the rules reach the probe: a measuring device that wakes up for
   // each of a burst's 10,000 main-table routes takes a CPU from what it measures.
   // (Untagged copies cannot be told apart by a filter; a start-up adds no main routes.)
   if (protocol !== null) attachFilter(mon, onlyRoutesOfProtocol(protocol, [RTM.NEWROUTE, RTM.DELROUTE], [RTM.NEWRULE, RTM.DELRULE]));
   for (const g of [GROUPS.IPV4_ROUTE, GROUPS.IPV6_ROUTE, GROUPS.IPV4_RULE, GROUPS.IPV6_RULE]) mon.addMembership(g);
   const dumper = new DumpSocket(8 << 20);
-  const ours = async (): Promise<{ routes: number; rules: Set<string> }> => {
-    const routes = new Set<string>();
+  const routeDumper = new RouteCountingDump(bufferBytes);
+  let dumps: Promise<unknown> = Promise.resolve();
+  /** One dump at a time (the overflow fallback below dumps too). */
+  const ours = (): Promise<{ routes: number; rules: Set<string> }> => {
+    const next = dumps.catch(() => undefined).then(oursNow);
+    dumps = next;
+    return next;
+  };
+  const oursNow = async (): Promise<{ routes: number; rules: Set<string> }> => {
+    // Counted from the raw messages: a million routes decoded into objects would take
+    // the probe seconds and a gigabyte.
+    const routes = await routeDumper.count(routeCounts, Math.max(30000, cfg.timeoutMs));
     const rules = new Set<string>();
-    for (const event of await dumper.dump('routes', 30000)) {
-      if (event.kind === 'route' && routeCounts(event.route.protocol, event.route.table)) routes.add(routeKey(event.route));
-    }
     for (const event of await dumper.dump('rules', 30000)) {
       if (event.kind === 'rule' && ruleCounts(event.rule)) rules.add(ruleKey(event.rule));
     }
-    return { routes: routes.size, rules };
+    return { routes, rules };
   };
   let overflow = false;
   /** When the first change of ours arrived after READY: splits a start-up into before and during the writes. */
@@ -175,21 +183,91 @@ async function count(cfg: { tables: number[]; routes: number; rules: number; tim
     handleDatagram(data);
     check();
   });
-  mon.on('error', () => { overflow = true; });
+  /**
+   * Events were lost (ENOBUFS): the counts cannot be trusted any more. From then on the
+   * moment is found by dumping until the counts are reached, which is coarser (by the
+   * time a dump takes); `overflow` in the result says so.
+   */
+  const pollByDumps = async (): Promise<void> => {
+    while (reached !== undefined) {
+      const c = await ours().catch(() => undefined);
+      if (c !== undefined && c.routes >= cfg.routes && c.rules.size >= cfg.rules) {
+        reached?.(now());
+        reached = undefined;
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  mon.on('error', () => {
+    if (overflow) return;
+    overflow = true;
+    if (!dumping) void pollByDumps();
+  });
   // Events queued while dumping are counted on top: start the probe while the tables are quiet.
   ({ routes, rules } = await ours());
   dumping = false;
   for (const data of queued) handleDatagram(data);
   process.stdout.write('READY\n');
+  if (overflow) void pollByDumps();
   check();
-  const timer = setTimeout(() => reached?.(Number.NaN), cfg.timeoutMs);
+  const timer = setTimeout(() => { reached?.(Number.NaN); reached = undefined; }, cfg.timeoutMs);
   const t = await done;
   clearTimeout(timer);
   mon.close();
   const verified = await ours();
   dumper.close();
+  routeDumper.close();
   const ok = !Number.isNaN(t) && verified.routes >= cfg.routes && verified.rules.size >= cfg.rules;
   return { tMs: ok ? t : null, firstMs: firstAt ?? null, routes: verified.routes, rules: verified.rules.size, counted: { routes, rules: rules.size }, overflow };
+}
+
+/** A route dump that only counts the routes `counts` accepts (by protocol and table), repeated if interrupted. */
+class RouteCountingDump {
+  private readonly socket: RawNetlinkSocket;
+  private readonly writer = new RequestWriter();
+  private seq = 0;
+  private onData?: (data: Buffer) => void;
+
+  constructor(bufferBytes: number) {
+    this.socket = new RawNetlinkSocket(0, { recvBufferSize: bufferBytes, sendBufferSize: 1 << 20 });
+    this.socket.on('message', (data: Buffer) => this.onData?.(data));
+  }
+
+  async count(counts: (protocol: number, table: number) => boolean, timeoutMs: number): Promise<number> {
+    for (let attempt = 0; ; attempt++) {
+      const { n, interrupted } = await this.once(counts, timeoutMs);
+      if (!interrupted || attempt >= 5) return n;
+    }
+  }
+
+  private once(counts: (protocol: number, table: number) => boolean, timeoutMs: number): Promise<{ n: number; interrupted: boolean }> {
+    const seq = ++this.seq;
+    this.writer.dump('routes', seq, this.socket.address().port);
+    const request = this.writer.take();
+    return new Promise((resolve, reject) => {
+      let n = 0;
+      let interrupted = false;
+      const finish = (error?: Error): void => {
+        this.onData = undefined;
+        clearTimeout(timer);
+        if (error !== undefined) reject(error); else resolve({ n, interrupted });
+      };
+      const timer = setTimeout(() => finish(new Error(`no end of the route dump after ${timeoutMs} ms`)), timeoutMs);
+      this.onData = (data) => forEachMessage(data, (type, flags, s, start, end) => {
+        if (s !== seq) return;
+        if ((flags & NLM_F_DUMP_INTR) !== 0) interrupted = true;
+        if (type === NLMSG_DONE) finish();
+        else if (type === NLMSG_ERROR) finish(new Error('route dump failed'));
+        else if (type === RTM.NEWROUTE && end - start >= 12 && counts(data[start + 5], routeTable(data, start, end))) n++;
+      });
+      this.socket.send(request, {}, (error?: Error) => { if (error) finish(error); });
+    });
+  }
+
+  close(): void {
+    this.socket.close();
+  }
 }
 
 /** RTA_TABLE, or the header's 8-bit table when the message has none. */

@@ -66,6 +66,7 @@ export function printReport(results: Record<string, unknown>, idleSeconds: numbe
     row('(7) NM ACTIVATED → rule + route p50 / p99', '< 20 ms', only(`${nm.p50_ms} / ${nm.p99_ms} ms (n=${nm.runs})`));
     row('(7) networkd link up → rule + route p50 / p99', '< 20 ms', only(`${nd.p50_ms} / ${nd.p99_ms} ms (n=${nd.runs})`));
   }
+  scaleRows(results, row, only);
   row('(6) kernel ip -batch 10k adds / 10k deletes', 'reference', only(`${Math.round(kernel.add10kTableMs)} / ${Math.round(kernel.del10kTableMs)} ms (main adds ${Math.round(kernel.add10kMainMs)} ms)`));
   // With upstream: its column, and dynmhs ÷ upstream of the first figure (p50, ms, MB).
   const table = rows.map((r) => {
@@ -80,3 +81,56 @@ export function printReport(results: Record<string, unknown>, idleSeconds: numbe
   console.log(line(header));
   for (const r of table) console.log(line(r));
 }
+
+type ScaleCell = { text: string; value: number | null | undefined };
+type Row = (label: string, target: string, cell: (r: Record<string, unknown>) => ScaleCell | undefined) => void;
+
+/** (8): one group of rows per size, bytes per route, and the kernel's time for the same work (bench/scale.ts). */
+function scaleRows(results: Record<string, unknown>, row: Row, only: (text: string) => (r: Record<string, unknown>) => ScaleCell | undefined): void {
+  const kernel = results.scaleKernel as KernelScale[] | undefined;
+  if (kernel === undefined) return;
+  type Run = KernelScaleRun;
+  const runOf = (r: Record<string, unknown>, n: number): Run | undefined =>
+    (r.scale as { curve: Run[] } | undefined)?.curve.find((c) => c.n === n);
+  const k = (n: number): string => (n >= 1000000 ? `${n / 1000000}M` : n >= 1000 ? `${n / 1000}k` : String(n));
+  const ms = (x: number | null): string => (x === null ? 'NOT converged' : `${Math.round(x)} ms`);
+  for (const { n, addMs, burstAddMs, deleteMs } of kernel) {
+    const burst = (results.scale as { burst?: number } | undefined)?.burst ?? 0;
+    row(`(8) ${k(n)} routes: start-up → converged`, '≤ 2× kernel', (r) => {
+      const run = runOf(r, n);
+      return run && { value: run.startupMs, text: `${ms(run.startupMs)} (${run.ratioVsKernelAdd ?? '-'}× kernel, ${run.ratioVsMainAdd ?? '-'}× its main batch)${run.error ? ', ERROR' : ''}` };
+    });
+    row(`(8) ${k(n)} routes: RSS / peak after convergence`, n >= 1000000 ? '< 800 MB' : '', (r) => {
+      const run = runOf(r, n);
+      return run && { value: run.rssMb, text: `${run.rssMb ?? '-'} / ${run.peakRssMb ?? '-'} MB` };
+    });
+    row(`(8) ${k(n)} routes: burst ${k(burst)} adds → mirrored`, '≤ 2× kernel, 0 lost', (r) => {
+      const run = runOf(r, n);
+      return run && { value: run.burstMs, text: `${ms(run.burstMs)} (${run.burstRatioVsKernelAdd ?? '-'}× kernel, ${run.burstRatioVsThisBatch ?? '-'}× the burst's batch), lost ${run.burstLost ?? '-'}` };
+    });
+    row(`(8) ${k(n)} routes: stop → exited`, 'clean', (r) => {
+      const run = runOf(r, n);
+      if (run === undefined) return undefined;
+      const exit = run.killedAfterMs !== undefined
+        ? `no exit, SIGKILLed after ${Math.round(run.killedAfterMs / 1000)} s (${run.cleanedBeforeKill ? 'had cleaned up' : 'had NOT cleaned up'})`
+        : run.exitSignal ? `killed by ${run.exitSignal} after ${ms(run.stopMs)}`
+          : `${ms(run.stopMs)} (${run.stopRatioVsKernelDelete ?? '-'}× kernel), exit ${run.exitCode}`;
+      // A ratio only between clean exits: a kill in a few ms is no faster stop.
+      return { value: run.exitCode === 0 ? run.stopMs : null, text: `${run.stopSignal ?? '-'}: ${exit}, leftovers ${run.leftovers ?? '-'}` };
+    });
+    row(`(8) kernel ip -batch ${k(n)} adds / ${k(burst)} more / all deleted`, 'reference',
+      only(`${Math.round(addMs)} / ${Math.round(burstAddMs)} / ${Math.round(deleteMs)} ms`));
+  }
+  row('(8) bytes per mirrored route (RSS 10k → 100k)', '≤ ~600 B', (r) => {
+    const b = (r.scale as { bytesPerRoute10kTo100k: number | null } | undefined)?.bytesPerRoute10kTo100k;
+    return b === undefined ? undefined : { value: b, text: b === null ? '-' : `${b} B` };
+  });
+}
+
+type KernelScale = { n: number; addMs: number; burstAddMs: number; deleteMs: number };
+type KernelScaleRun = {
+  n: number; startupMs: number | null; ratioVsKernelAdd?: number | null; ratioVsMainAdd?: number | null; burstRatioVsThisBatch?: number | null; rssMb: number | null; peakRssMb: number | null;
+  burstMs: number | null; burstRatioVsKernelAdd?: number | null; burstLost: number | null; stopSignal?: string; stopMs: number | null;
+  stopRatioVsKernelDelete?: number | null; exitSignal?: string | null;
+  exitCode: number | null; leftovers: number | null; killedAfterMs?: number; cleanedBeforeKill?: boolean; error?: string;
+};

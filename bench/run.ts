@@ -10,14 +10,16 @@
 //  (6) the kernel's own `ip -batch` time for 10,000 route adds into a table and 10,000 deletes
 //  (7) NetworkManager / systemd-networkd reporting a connection up → its policy in the kernel
 //      (real managers on a private bus: bench/managers.ts; BENCH_MANAGER_RUNS per manager)
+//  (8) scale: 10k, 100k, 1M main-table routes → start-up, RSS, a burst of 100k adds, stop
+//      (bench/scale.ts; BENCH_SCALE sizes, BENCH_SCALE_BURST)
 //
 // Environment: BENCH_RUNS (default 200 latency runs per family), BENCH_IDLE_S (default 30),
 // BENCH_SETTLE_S (default 25: wait after convergence before the idle window),
-// BENCH_ONLY (comma list of latency,idle,startup,burst,managers: run only these; the kernel reference always runs),
+// BENCH_ONLY (comma list of latency,idle,startup,burst,managers,scale: run only these; the kernel reference always runs),
 // BENCH_REPEAT (default 5: runs of (2)+(4) and of (3), each in fresh namespaces; the median run is reported),
 // BENCH_DAEMON_NODE_ARGS (node options for the daemon only, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`),
 // BENCH_DAEMON_ARGS (more daemon options, e.g. `--loglevel 1`),
-// BENCH_UPSTREAM (path of a C++ DynMHS binary: (1), (2)+(4) and (5) then run for both, interleaved,
+// BENCH_UPSTREAM (path of a C++ DynMHS binary: (1), (2)+(4), (5) and (8) then run for both, interleaved,
 // and the table prints both and the ratio), BENCH_ROUNDS (latency rounds, each against a fresh
 // daemon in fresh namespaces, the two alternating; default 4 with BENCH_UPSTREAM, else 1).
 
@@ -31,6 +33,7 @@ import { netnsSkipReason, README_NETS, Topology, WAN1, WAN2 } from '../test/help
 import { sleep, WaitAbort, waitFor } from '../test/helpers/wait';
 import { benchManagers } from './managers';
 import { printReport } from './report';
+import { benchScale } from './scale';
 import { stats } from './stats';
 import { dynmhsSubject, upstreamSubject, upstreamVersion, type Running, type Subject } from './subjects';
 
@@ -53,7 +56,7 @@ async function stopDaemon(d: DaemonProcess): Promise<void> {
 }
 const UPSTREAM = process.env.BENCH_UPSTREAM ? resolve(process.env.BENCH_UPSTREAM) : undefined;
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? (UPSTREAM ? 4 : 1)));
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'latency,idle,startup,burst,managers').split(',').map((x) => x.trim()));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'latency,idle,startup,burst,managers,scale').split(',').map((x) => x.trim()));
 const DAEMON_ENV = { nodeArgs: (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '') };
 const now = (): number => performance.timeOrigin + performance.now();
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
@@ -103,11 +106,12 @@ function expectedCounts(topo: Topology): { routes: number; rules: number } {
 }
 
 /** Start the count probe in the host ns; resolves once it has dumped and subscribed. */
-function startCounter(topo: Topology, want: { routes: number; rules: number }, timeoutMs: number, protocol: number | null = 249):
+function startCounter(topo: Topology, want: { routes: number; rules: number }, timeoutMs: number, protocol: number | null = 249,
+  options: Record<string, unknown> = {}):
   Promise<{ result: Promise<{ tMs: number | null; firstMs: number | null; routes: number; rules: number; overflow: boolean }> }> {
   return new Promise((resolveReady, rejectReady) => {
     const child = spawn('ip', ['netns', 'exec', topo.host, process.execPath, PROBE, 'count',
-      JSON.stringify({ tables: [2000, 3000], routes: want.routes, rules: want.rules, timeoutMs, protocol })], { stdio: ['ignore', 'pipe', 'pipe'] });
+      JSON.stringify({ tables: [2000, 3000], routes: want.routes, rules: want.rules, timeoutMs, protocol, ...options })], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let ready = false;
     let err = '';
@@ -404,6 +408,11 @@ async function main(): Promise<number> {
   if (ONLY.has('managers')) {
     console.error(`(7) NetworkManager and systemd-networkd → policy in the kernel …`);
     results.managers = await benchManagers();
+  }
+
+  // (8) scale: the curve over 10k, 100k and 1M main-table routes, subjects interleaved
+  if (ONLY.has('scale')) {
+    results.scaleKernel = await benchScale({ subjects, inTurn, sink, withTopology, expectedCounts, startCounter, procTotals });
   }
 
   printReport(results, IDLE_S);

@@ -14,6 +14,8 @@ interface Running {
   readonly events: CacheEvent[];
   interrupted: boolean;
   readonly finish: (error?: Error) => void;
+  /** Restarts the timeout: the kernel is still answering. */
+  readonly progress: () => void;
 }
 
 export class DumpSocket {
@@ -38,7 +40,11 @@ export class DumpSocket {
     this.socket.close();
   }
 
-  /** Everything of one kind the kernel has, as events; repeated while the kernel says it was interrupted. */
+  /**
+   * Everything of one kind the kernel has, as events; repeated while the kernel says it
+   * was interrupted. Fails when the kernel has not answered for `timeoutMs`: a dump of a
+   * million routes takes seconds, and as long as its replies keep coming it is not stuck.
+   */
   async dump(kind: CacheKind, timeoutMs: number): Promise<CacheEvent[]> {
     for (let attempt = 0; ; attempt++) {
       const { events, interrupted } = await this.once(kind, timeoutMs);
@@ -52,9 +58,9 @@ export class DumpSocket {
     this.writer.dump(kind, this.seq, this.port);
     const request = this.writer.take();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => running.finish(new Error(`no end of the ${kind} dump after ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => running.finish(new Error(`no reply to the ${kind} dump for ${timeoutMs} ms`)), timeoutMs);
       const running: Running = {
-        seq: this.seq, events: [], interrupted: false,
+        seq: this.seq, events: [], interrupted: false, progress: () => timer.refresh(),
         finish: (error) => {
           if (this.running !== running) return;
           this.running = undefined;
@@ -68,6 +74,7 @@ export class DumpSocket {
   }
 
   private onReply(data: Buffer): void {
+    this.running?.progress();
     forEachMessage(data, (type, flags, seq, start, end) => {
       const running = this.running;
       if (running === undefined || seq !== running.seq) return;

@@ -23,6 +23,13 @@ import type { Kernel } from './types';
 
 const NETLINK_ROUTE = 0;
 const RECEIVE_BUFFER = 4 * 1024 * 1024;
+/**
+ * The kernel charges a queued event ~830 bytes, and grants twice the size asked for, so
+ * 4 MiB held ~10,000 events of a burst: beside a million routes a burst overflowed it, and
+ * each overflow costs a full re-read of them (docs/performance.md). The memory is the
+ * kernel's, taken only while events wait.
+ */
+const MONITOR_RECEIVE_BUFFER = 64 * 1024 * 1024;
 const DUMP_TIMEOUT_MS = 30_000;
 const RESYNC_RETRY_MS = 1_000;
 const QUIET_AFTER_OVERFLOW_MS = 250;
@@ -55,7 +62,7 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
   }
 
   async start(): Promise<void> {
-    const monitor = new RawNetlinkSocket(NETLINK_ROUTE, { recvBufferSize: RECEIVE_BUFFER, sendBufferSize: RECEIVE_BUFFER });
+    const monitor = new RawNetlinkSocket(NETLINK_ROUTE, { recvBufferSize: MONITOR_RECEIVE_BUFFER, sendBufferSize: RECEIVE_BUFFER });
     this.monitor = monitor;
     this.dumper = new DumpSocket(RECEIVE_BUFFER);
     this.command = new CommandSocket(RECEIVE_BUFFER, (error) => this.log.warning(`Netlink command socket: ${error.message}`));

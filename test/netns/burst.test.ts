@@ -29,6 +29,19 @@ function burst(): string[] {
   return lines;
 }
 
+/**
+ * `count` routes added and deleted again (no net change): 2 × count events, more than the
+ * daemon's monitor socket holds (128 MiB as the kernel counts it, ~830 bytes an event)
+ * once count is 100,000.
+ */
+function churn(count: number): string[] {
+  const dst = (i: number) => `10.${170 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32`;
+  const lines: string[] = [];
+  for (let i = 0; i < count; i++) lines.push(`route add ${dst(i)} via 10.101.0.1 dev wan1`);
+  for (let i = 0; i < count; i++) lines.push(`route del ${dst(i)}`);
+  return lines;
+}
+
 describe('burst of 20,000 route changes', { skip }, () => {
   let topo: Topology;
   let d: DaemonProcess | undefined;
@@ -74,12 +87,13 @@ describe('burst of 20,000 route changes', { skip }, () => {
     // A stopped process reads nothing: its monitor socket's receive buffer must overflow.
     d.signal('SIGSTOP');
     try {
-      topo.batch(topo.host, burst());
+      topo.batch(topo.host, [...burst(), ...churn(100000)]);
     } finally {
       d.signal('SIGCONT');
     }
     await waitConverged(topo, d, README_NETS, 60000, 300);
     assert.ok(d.running, 'dynmhs must survive ENOBUFS');
+    assert.match(d.output(), /ENOBUFS/, 'the burst must have overflowed the monitor socket');
     assert.equal(await d.stop('SIGTERM', 10000), 0);
     assert.deepEqual(leftovers(topo), []);
   });
