@@ -5,6 +5,7 @@
 // such a flush may have happened, to be sure).
 import { identicalRoutes, ipv4PlaceKey, mainIpv4Key, routeBaseKey, routeKey, ruleKey } from '../keys';
 import { MAIN_TABLE, type Address, type Link, type Observed, type Operation, type Route, type Rule } from '../model';
+import { RouteMap } from './route-map';
 import type { KernelChanges } from './types';
 
 export type CacheKind = 'links' | 'addresses' | 'routes' | 'rules';
@@ -24,7 +25,7 @@ function addressKey(a: Address): string {
 export class ObservedCache {
   private readonly links = new Map<number, Link>();
   private readonly addresses = new Map<string, Address>();
-  private readonly routes = new Map<string, Route>();
+  private readonly routes = new RouteMap();
   private readonly rules = new Map<string, Rule>();
   private snapshotCache?: Observed;
   /**
@@ -164,8 +165,8 @@ export class ObservedCache {
    * goes, and main's routes whose source hint is an address no longer on the host. The
    * cache drops them too, as route changes, and asks for routes to be read again where
    * that may have happened (takeRedumpRequest): the link's last address, or a route
-   * naming the address as its source hint. One walk over the routes at most, and none
-   * for an address that is neither: a lone address change costs no re-read.
+   * naming the address as its source hint. A walk over the routes only when one does:
+   * a lone address change costs neither a walk nor a re-read.
    */
   private afterIpv4Removal(gone: Address, known: boolean): void {
     let stillLocal = false;
@@ -178,12 +179,11 @@ export class ObservedCache {
     // From main only (fib_sync_down_addr, VRFs aside): copies in other tables stay, and it
     // is for the next pass to remove them.
     const flush = known && !stillLocal;
-    if (lastOnLink) this.redumpRequested = true;
-    if (flush || !lastOnLink) {
+    const named = this.routes.namesSource(gone.local);
+    if (lastOnLink || named) this.redumpRequested = true;
+    if (flush && named) {
       for (const [k, r] of this.routes) {
-        if (r.prefsrc !== gone.local) continue;
-        this.redumpRequested = true;
-        if (flush && r.family === 4 && r.table === MAIN_TABLE) {
+        if (r.family === 4 && r.table === MAIN_TABLE && r.prefsrc === gone.local) {
           this.noteRouteChange(k, r);
           this.routes.delete(k);
         }

@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ObservedCache, type CacheEvent } from '../../src/kernel/cache';
+import { RouteMap } from '../../src/kernel/route-map';
 import { operationKey, ruleKey } from '../../src/keys';
 import type { Address, Link, Operation, Route, Rule } from '../../src/model';
 import { derive, type NetworkPlan } from '../../src/policy/derive';
@@ -159,4 +160,21 @@ test('address changes keep the route change list; the routes an IPv4 address tak
 
   cache.apply({ kind: 'link', removed: false, link: { ...WAN1, up: false } });
   assert.equal(cache.takeChanges().routes, undefined, 'a link change: look at everything');
+});
+
+test('the cache\'s route map counts the source hints its routes name, through replacements, deletions and dumps', () => {
+  const routes = new RouteMap();
+  const a = route({ dst: '10.9.0.0', dstLength: 24, oif: 3, prefsrc: '10.101.0.3' });
+  const b = route({ dst: '10.9.1.0', dstLength: 24, oif: 3, prefsrc: '10.101.0.3' });
+  routes.set('a', a).set('b', b);
+  assert.ok(routes.namesSource('10.101.0.3'));
+  routes.set('a', { ...a, prefsrc: '10.101.0.4' });
+  assert.ok(routes.namesSource('10.101.0.3') && routes.namesSource('10.101.0.4'));
+  assert.equal(routes.delete('b'), true);
+  assert.equal(routes.delete('b'), false);
+  assert.ok(!routes.namesSource('10.101.0.3'), 'no route names it any more');
+  routes.set('c', route({ dst: '10.9.2.0', dstLength: 24, oif: 3 }));
+  routes.clear();
+  assert.ok(!routes.namesSource('10.101.0.4'));
+  assert.equal(routes.size, 0);
 });
