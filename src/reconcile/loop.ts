@@ -2,19 +2,20 @@
 // derives the desired state from a snapshot, diffs it against the kernel and applies
 // the difference. Changes coalesce into one pass that starts once the code that made
 // them is done (a microtask), not a turn of the event loop later.
-import { describeOperation, describeRule, describeRoute } from '../describe';
+import { describeOperation } from '../describe';
 import { operationKey, routeKey, ruleKey } from '../keys';
 import type { Logger } from '../log';
 import type { Desired, ManagedNetwork, Observed, Operation, OperationResult, Route, Rule } from '../model';
 import type { Kernel } from '../kernel/types';
 import { derive, type NetworkPlan } from '../policy/derive';
-import { diff, type Plan } from './diff';
+import { diff } from './diff';
 import { rulesAfterAddressChanges } from './address-pass';
 import { IncrementalRoutes } from './incremental';
 import { Backoff, systemClock, type Clock } from './limiter';
+import { ForeignReports, warnRestore } from './foreign';
 import { Refusals } from './refusals';
 
-export const NETWORKD_DROP_IN = '/etc/systemd/networkd.conf.d/dynmhs.conf';
+export { NETWORKD_DROP_IN } from './foreign';
 const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 30_000;
 /**
@@ -110,7 +111,7 @@ export class Reconciler {
    */
   private heldRestores: ReadonlySet<string> = new Set();
   private readonly refusals = new Refusals();
-  private readonly reported = new Set<string>();
+  private readonly foreign: ForeignReports;
   private idleWaiters: Array<() => void> = [];
   /** CPU time of the last full pass's own work (derive, diff, bookkeeping), without waiting for the kernel; 0 after a route-only or address pass. */
   private lastComputeMs = 0;
@@ -134,6 +135,7 @@ export class Reconciler {
 
   constructor(private readonly options: ReconcilerOptions) {
     this.clock = options.clock ?? systemClock;
+    this.foreign = new ForeignReports(options.log);
     // After a re-dump (events were lost), what is missing was not necessarily deleted by
     // anyone: start the restore accounting afresh rather than throttle honest re-adds.
     options.kernel.on('resynced', () => {
@@ -287,7 +289,7 @@ export class Reconciler {
 
     const { desired, plans } = derive(observed, networks);
     const plan = diff(desired, observed, networkOf);
-    this.reportForeign(plan, observed);
+    this.foreign.report(plan, observed);
     let keptBack = 0;
     const now = this.clock.now();
     const operations: Operation[] = [];
@@ -313,7 +315,7 @@ export class Reconciler {
           heldRestores.add(key);
           continue;
         }
-        this.warnRestore(op, this.restores.count(key));
+        warnRestore(log, op, this.restores.count(key));
       }
       operations.push(op);
     }
@@ -436,41 +438,5 @@ export class Reconciler {
     }
     this.retryDelay = 0;
     return missing.size === 0 ? 'complete' : 'incomplete';
-  }
-
-  private warnRestore(op: Operation, count: number): void {
-    const isRule = op.kind === 'add-rule' || op.kind === 'delete-rule';
-    const what = isRule ? `Rule ${describeRule(op.rule)}` : `Route ${describeRoute(op.route)}`;
-    const setting = isRule ? 'ManageForeignRoutingPolicyRules=no' : 'ManageForeignRoutes=no';
-    this.options.log.warning(
-      `${what}${op.network !== undefined ? ` (${op.network})` : ''} was deleted by another program; restoring it`
-      + ` (${count} time${count === 1 ? '' : 's'} within a minute, further restores back off).`
-      + ` If systemd-networkd runs here, install ${NETWORKD_DROP_IN} with ${setting}.`,
-    );
-  }
-
-  private reportForeign(plan: Plan, observed: Observed): void {
-    const { log } = this.options;
-    const device = (index: number): string => observed.links.get(index)?.name ?? `#${index}`;
-    const seen = new Set<string>();
-    for (const route of plan.foreignRoutes) {
-      const key = `foreign route ${routeKey(route)}`;
-      seen.add(key);
-      if (!this.reported.has(key)) log.warning(`Leaving foreign route alone: ${describeRoute(route, device)} (protocol ${route.protocol}, not ours)`);
-    }
-    for (const rule of plan.foreignRules) {
-      const key = `foreign rule ${ruleKey(rule)}`;
-      seen.add(key);
-      if (!this.reported.has(key)) log.warning(`Leaving foreign rule alone: ${describeRule(rule)} (protocol ${rule.protocol}, not ours)`);
-    }
-    for (const conflict of plan.conflicts) {
-      const key = `conflict ${routeKey(conflict.wanted)}`;
-      seen.add(key);
-      if (!this.reported.has(key)) {
-        log.warning(`Not adding route ${describeRoute(conflict.wanted, device)}: a foreign route holds its place (${describeRoute(conflict.present, device)})`);
-      }
-    }
-    this.reported.clear();
-    for (const key of seen) this.reported.add(key);
   }
 }
