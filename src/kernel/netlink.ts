@@ -178,6 +178,8 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
         const waiting = this.held.get(kind) ?? [];
         this.held.delete(kind);
         for (const event of waiting) this.cache.apply(event);
+        // A replayed event the cache could not follow exactly asks for routes again now, not at some later event.
+        if (this.cache.takeRedumpRequest()) this.scheduleRouteRedump();
       }
     }
   }
