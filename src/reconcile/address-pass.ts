@@ -33,13 +33,20 @@ export interface AddressPass extends RulesWanted {
  */
 export function rulesAfterAddressChanges(previous: RulesWanted, links: ReadonlySet<number>, observed: Observed,
   network: (table: number) => string | undefined): AddressPass | undefined {
+  // A table's rules come and go with its network's (uniqueRules keeps one of each key):
+  // unless a network's rules went from none to some or back, the tables are the same.
+  let emptinessChanged = false;
   const plans = previous.plans.map((plan): NetworkPlan => {
     if (plan.link === undefined || !links.has(plan.link.index)) return plan;
-    const { addresses, rules } = networkRulesOf(plan.network, plan.link, observed.addresses);
-    return { network: plan.network, link: plan.link, addresses, rules, routes: plan.routes };
+    const derived = networkRulesOf(plan.network, plan.link, observed.addresses);
+    // The rule objects of addresses still there stay the same objects: their keys are known.
+    const rules = derived.rules.map((rule) => plan.rules.find((old) => old.src === rule.src && old.family === rule.family
+      && old.priority === rule.priority && old.table === rule.table) ?? rule);
+    if ((rules.length === 0) !== (plan.rules.length === 0)) emptinessChanged = true;
+    return { network: plan.network, link: plan.link, addresses: derived.addresses, rules, routes: plan.routes };
   });
   const rules = uniqueRules(plans);
-  if (!sameTables(previous.rules, rules)) return undefined;
+  if (emptinessChanged && !sameTables(previous.rules, rules)) return undefined;
 
   const wanted = new Set<string>();
   for (const rule of rules) wanted.add(ruleKey(rule));
