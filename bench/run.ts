@@ -21,7 +21,9 @@
 // BENCH_DAEMON_ARGS (more daemon options, e.g. `--loglevel 1`),
 // BENCH_UPSTREAM (path of a C++ DynMHS binary: (1), (2)+(4), (5) and (8) then run for both, interleaved,
 // and the table prints both and the ratio), BENCH_ROUNDS (latency rounds, each against a fresh
-// daemon in fresh namespaces, the two alternating; default 4 with BENCH_UPSTREAM, else 1).
+// daemon in fresh namespaces, the two alternating; default 4 with BENCH_UPSTREAM, else 1),
+// BENCH_LATENCY_ROUTES (default 0: routes via wan1/wan2 in main during (1), e.g. 10000 for a
+// lone change beside a full table's copies).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -56,6 +58,7 @@ async function stopDaemon(d: DaemonProcess): Promise<void> {
 }
 const UPSTREAM = process.env.BENCH_UPSTREAM ? resolve(process.env.BENCH_UPSTREAM) : undefined;
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? (UPSTREAM ? 4 : 1)));
+const LATENCY_ROUTES = Math.max(0, Number(process.env.BENCH_LATENCY_ROUTES ?? 0));
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'latency,idle,startup,burst,managers,scale').split(',').map((x) => x.trim()));
 const DAEMON_ENV = { nodeArgs: (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '') };
 const now = (): number => performance.timeOrigin + performance.now();
@@ -283,7 +286,7 @@ async function main(): Promise<number> {
   }
 
   // (1) latency: ROUNDS rounds, each a fresh daemon in fresh namespaces, subjects alternating
-  console.error(`(1) latency ${RUNS} runs per family in ${ROUNDS} round(s) …`);
+  console.error(`(1) latency ${RUNS} runs per family in ${ROUNDS} round(s)${LATENCY_ROUTES > 0 ? ` with ${LATENCY_ROUTES} routes in main` : ''} …`);
   if (ONLY.has('latency')) {
     const perRound = Math.ceil(RUNS / ROUNDS);
     const merged = new Map(subjects.map((s) => [s.name, {
@@ -293,9 +296,10 @@ async function main(): Promise<number> {
     }]));
     for (let r = 0; r < ROUNDS; r++) for (const s of inTurn(r)) await withTopology('l', async (topo) => {
       const m = merged.get(s.name)!;
+      if (LATENCY_ROUTES > 0) topo.batch(topo.host, routeLines(LATENCY_ROUTES));
       const d = s.start(topo.host);
       try {
-        await waitReady(topo, s, d);
+        await waitReady(topo, s, d, LATENCY_ROUTES > 0 ? 120000 : undefined);
         for (const fam of [4, 6] as const) {
           const res = probeLatency(topo, fam, perRound);
           if (res.error !== undefined || res.samples === undefined) { m.errors.push(`round ${r} v${fam}: ${res.error}`); continue; }
@@ -315,7 +319,7 @@ async function main(): Promise<number> {
         sink(s)[`latencyV${fam}`] = {
           addrEventToRule: stats(m[fam].addrEventToRule), sendToRule: stats(m[fam].sendToRule),
           delAddrEventToRuleGone: stats(m[fam].delAddrEventToRuleGone), delSendToRuleGone: stats(m[fam].delSendToRuleGone),
-          rounds: ROUNDS, addP50PerRound: m.roundP50[fam], failures: m.failures,
+          rounds: ROUNDS, addP50PerRound: m.roundP50[fam], failures: m.failures, mainRoutes: LATENCY_ROUTES,
           ...(m.errors.length > 0 ? { errors: m.errors } : {}),
         };
       }

@@ -5,6 +5,8 @@
 // such a flush may have happened, to be sure).
 import { identicalAtOnePlace, ipv4PlaceKey, mainIpv4Key, routeBaseKey, routeKey, ruleKey } from '../keys';
 import { MAIN_TABLE, type Address, type Link, type Observed, type Operation, type Route, type Rule } from '../model';
+import { RouteMap } from './route-map';
+import type { KernelChanges } from './types';
 
 export type CacheKind = 'links' | 'addresses' | 'routes' | 'rules';
 
@@ -23,23 +25,36 @@ function addressKey(a: Address): string {
 export class ObservedCache {
   private readonly links = new Map<number, Link>();
   private readonly addresses = new Map<string, Address>();
-  private readonly routes = new Map<string, Route>();
+  private readonly routes = new RouteMap();
   private readonly rules = new Map<string, Rule>();
   private snapshotCache?: Observed;
   /**
    * Routes changed since the last takeRouteChanges(), by key, each with the route it
-   * had before the first of those changes (undefined: there was none). Undefined when
-   * anything but routes changed too, or a dump replaced a whole kind: then the next
-   * pass must look at everything.
+   * had before the first of those changes (undefined: there was none), also those the
+   * cache dropped itself (see afterIpv4Removal). Undefined when links or rules changed
+   * too, or a dump replaced a whole kind: then the next pass must look at everything.
+   * Address changes keep it (see addressLinks).
    */
   private routeChanges: Map<string, Route | undefined> | undefined;
+  /** Links whose addresses changed since the last takeChanges() (with routeChanges: nothing but routes and these). */
+  private addressLinks = new Set<number>();
   private redumpRequested = false;
 
-  /** What changed since the last call (see routeChanges); starts over. */
-  takeRouteChanges(): ReadonlyMap<string, Route | undefined> | undefined {
-    const changes = this.routeChanges;
+  /**
+   * What changed since the last call: routes by key (see routeChanges; undefined: look at
+   * everything) and the links whose addresses changed. Starts over.
+   */
+  takeChanges(): KernelChanges {
+    const changes = { routes: this.routeChanges, addressLinks: this.addressLinks };
     this.routeChanges = new Map();
+    this.addressLinks = new Set();
     return changes;
+  }
+
+  /** Route changes alone (takeChanges): undefined when anything else changed too. Starts over. */
+  takeRouteChanges(): ReadonlyMap<string, Route | undefined> | undefined {
+    const changes = this.takeChanges();
+    return changes.addressLinks.size > 0 ? undefined : changes.routes;
   }
 
   /** Replaces everything of one kind with a dump's result. */
@@ -64,9 +79,12 @@ export class ObservedCache {
   apply(event: CacheEvent): boolean {
     this.snapshotCache = undefined;
     if (event.kind === 'route') return this.applyRoute(event.route, event.removed, event.replace);
-    const changed = event.kind === 'link' ? this.applyLink(event.link, event.removed)
-      : event.kind === 'address' ? this.applyAddress(event.address, event.removed)
-        : this.applyRule(event.rule, event.removed);
+    if (event.kind === 'address') {
+      const changed = this.applyAddress(event.address, event.removed);
+      if (changed && this.routeChanges !== undefined) this.addressLinks.add(event.address.index);
+      return changed;
+    }
+    const changed = event.kind === 'link' ? this.applyLink(event.link, event.removed) : this.applyRule(event.rule, event.removed);
     if (changed) this.routeChanges = undefined;
     return changed;
   }
@@ -136,18 +154,41 @@ export class ObservedCache {
       this.addresses.set(key, address);
       return !had;
     }
-    if (!this.addresses.delete(key)) return false;
-    if (address.family === 4) {
-      const stillLocal = [...this.addresses.values()].some((a) => a.family === 4 && a.local === address.local);
-      // The kernel flushes the routes with that source hint from main only (fib_sync_down_addr,
-      // VRFs aside): copies in other tables stay, and it is for the next pass to remove them.
-      if (!stillLocal) {
-        for (const [k, r] of this.routes) if (r.family === 4 && r.table === MAIN_TABLE && r.prefsrc === address.local) this.routes.delete(k);
-      }
-      const lastOnLink = ![...this.addresses.values()].some((a) => a.family === 4 && a.index === address.index);
-      if (lastOnLink) this.dropRoutesVia(address.index, 4);
+    const known = this.addresses.delete(key);
+    if (address.family === 4) this.afterIpv4Removal(address, known);
+    return known;
+  }
+
+  /**
+   * The kernel drops, without telling, the IPv4 routes via a link whose last IPv4 address
+   * goes, and main's routes whose source hint is an address no longer on the host. The
+   * cache drops them too, as route changes, and asks for routes to be read again where
+   * that may have happened (takeRedumpRequest): the link's last address, or a route
+   * naming the address as its source hint. A walk over the routes only when one does:
+   * a lone address change costs neither a walk nor a re-read.
+   */
+  private afterIpv4Removal(gone: Address, known: boolean): void {
+    let stillLocal = false;
+    let lastOnLink = true;
+    for (const a of this.addresses.values()) {
+      if (a.family !== 4) continue;
+      if (a.local === gone.local) stillLocal = true;
+      if (a.index === gone.index) lastOnLink = false;
     }
-    return true;
+    // From main only (fib_sync_down_addr, VRFs aside): copies in other tables stay, and it
+    // is for the next pass to remove them.
+    const flush = known && !stillLocal;
+    const named = this.routes.namesSource(gone.local);
+    if (lastOnLink || named) this.redumpRequested = true;
+    if (flush && named) {
+      for (const [k, r] of this.routes) {
+        if (r.family === 4 && r.table === MAIN_TABLE && r.prefsrc === gone.local) {
+          this.noteRouteChange(k, r);
+          this.routes.delete(k);
+        }
+      }
+    }
+    if (lastOnLink && known) this.dropRoutesVia(gone.index, 4);
   }
 
   private applyRoute(route: Route, removed: boolean, replace: boolean, note = true, key = routeKey(route)): boolean {
@@ -221,7 +262,10 @@ export class ObservedCache {
       const via = route.nexthops !== undefined
         ? route.nexthops.every((hop) => hop.oif === index)
         : route.oif === index;
-      if (via) this.routes.delete(key);
+      if (via) {
+        this.noteRouteChange(key, route);
+        this.routes.delete(key);
+      }
     }
   }
 }

@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import { routeKey, ruleKey } from '../keys';
 import type { Address, Link, Observed, Operation, OperationResult, Route, Rule } from '../model';
 import { ObservedCache, type CacheEvent } from './cache';
-import type { Kernel } from './types';
+import type { Kernel, KernelChanges } from './types';
 
 export class FakeKernel extends EventEmitter implements Kernel {
   private readonly state = new ObservedCache();
@@ -23,8 +23,8 @@ export class FakeKernel extends EventEmitter implements Kernel {
     return taken;
   }
 
-  takeRouteChanges(): ReadonlyMap<string, Route | undefined> | undefined {
-    return this.state.takeRouteChanges();
+  takeChanges(): KernelChanges {
+    return this.state.takeChanges();
   }
 
   resyncing = false;

@@ -19,7 +19,7 @@ import { patchedNative } from './native';
 import { ReadPacer } from './pacer';
 import { decodeEvent, forEachMessage, GROUPS, RTM } from './codec';
 import { routeKey, ruleKey } from '../keys';
-import type { Kernel } from './types';
+import type { Kernel, KernelChanges } from './types';
 
 const NETLINK_ROUTE = 0;
 const RECEIVE_BUFFER = 4 * 1024 * 1024;
@@ -90,8 +90,8 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
     this.command?.close();
   }
 
-  takeRouteChanges(): ReadonlyMap<string, Route | undefined> | undefined {
-    return this.cache.takeRouteChanges();
+  takeChanges(): KernelChanges {
+    return this.cache.takeChanges();
   }
 
   observed(): Observed {
@@ -108,7 +108,8 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
   }
 
   isResyncing(): boolean {
-    return this.resyncsRunning > 0;
+    // A re-read of routes about to start counts: a pass would act on what it replaces.
+    return this.resyncsRunning > 0 || this.routeRedumpScheduled;
   }
 
   async apply(operations: readonly Operation[]): Promise<OperationResult[]> {
@@ -184,6 +185,8 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
         const waiting = this.held.get(kind) ?? [];
         this.held.delete(kind);
         for (const event of waiting) this.cache.apply(event);
+        // A replayed event the cache could not follow exactly asks for routes again now, not at some later event.
+        if (this.cache.takeRedumpRequest()) this.scheduleRouteRedump();
       }
     }
   }
@@ -212,9 +215,15 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
     }, QUIET_AFTER_OVERFLOW_MS);
   }
 
+  /**
+   * One read's datagrams, all of them, then 'changed' at once: a lone change goes to the
+   * loop without waiting for another turn of the event loop, and the events of one read
+   * (an address and its local routes; a paced stream's backlog) make one pass.
+   */
   private onEvents(data: Buffer): void {
     if (this.overflowed) this.armQuietTimer();
     let messages = 0;
+    let changed = false;
     forEachMessage(data, (type, flags, _seq, start, end) => {
       messages++;
       // Deleting a nexthop object deletes the routes that use it, without RTM_DELROUTE.
@@ -237,12 +246,11 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
       }
       const held = this.held.get(kindOf(event));
       if (held !== undefined) { held.push(event); return; }
-      // Asked of the cache as it was before the event.
-      const flushes = this.flushesRoutesSilently(event);
-      if (this.cache.apply(event)) this.scheduleChanged();
-      if (flushes || this.cache.takeRedumpRequest()) this.scheduleRouteRedump();
+      if (this.cache.apply(event)) changed = true;
+      if (this.flushesRoutesSilently(event) || this.cache.takeRedumpRequest()) this.scheduleRouteRedump();
     });
     this.pacer?.afterRead(messages);
+    if (changed) this.emit('changed');
   }
 
   private viaDownLink(route: Route): boolean {
@@ -251,21 +259,12 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
   }
 
   /**
-   * The kernel drops routes without telling when a link goes down, loses its last IPv4
-   * address, or an IPv4 address goes that routes name as their source. The cache mimics
-   * that, and a re-read of the routes makes sure; a pass waits for it, so an address that
-   * is neither (a lone address change) must not cost one.
+   * The kernel drops routes without telling when a link goes down. The cache mimics
+   * that, and a re-read of the routes makes sure; a pass waits for it. (The flushes that
+   * follow an IPv4 address are the cache's to see: takeRedumpRequest.)
    */
   private flushesRoutesSilently(event: CacheEvent): boolean {
-    if (event.kind === 'link') return event.removed || !event.link.up;
-    if (event.kind !== 'address' || !event.removed || event.address.family !== 4) return false;
-    const gone = event.address;
-    const { addresses, routesByKey } = this.cache.snapshot();
-    const anotherOnLink = addresses.some((a) => a.family === 4 && a.index === gone.index
-      && (a.local !== gone.local || a.prefixLength !== gone.prefixLength));
-    if (!anotherOnLink) return true;
-    for (const route of routesByKey.values()) if (route.prefsrc === gone.local) return true;
-    return false;
+    return event.kind === 'link' && (event.removed || !event.link.up);
   }
 
   private scheduleRouteRedump(): void {

@@ -1,6 +1,18 @@
 import type { EventEmitter } from 'node:events';
 import type { Observed, Operation, OperationResult, Route, Rule } from '../model';
 
+/** What changed in the observed state since the last look. */
+export interface KernelChanges {
+  /**
+   * Routes changed, by key, with the route each had before (undefined: none); undefined
+   * when links or rules changed, a dump replaced a kind, or since start: then a pass must
+   * look at everything.
+   */
+  readonly routes: ReadonlyMap<string, Route | undefined> | undefined;
+  /** Indexes of the links whose addresses changed (with `routes`, nothing else did). */
+  readonly addressLinks: ReadonlySet<number>;
+}
+
 /**
  * The kernel as the daemon sees it: a cache of observed state kept true by events
  * and dumps, and a way to apply operations. Emits 'changed' () whenever the observed
@@ -15,12 +27,8 @@ export interface Kernel extends EventEmitter {
    * last call, other than by our own delete operations. Clears the set.
    */
   takeForeignDeletions(): ReadonlySet<string>;
-  /**
-   * Routes changed since the last call, by key, with the route each had before
-   * (undefined: none); undefined when more than routes changed, or since start.
-   * Starts over.
-   */
-  takeRouteChanges(): ReadonlyMap<string, Route | undefined> | undefined;
+  /** What changed since the last call (see KernelChanges). Starts over. */
+  takeChanges(): KernelChanges;
   /** True while a re-dump runs: the observed state may be stale then, so no pass should act on it. */
   isResyncing(): boolean;
   /**

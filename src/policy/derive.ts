@@ -105,6 +105,29 @@ export function cachedCopy(route: Route, linkIndex: number, table: number): Rout
   return copy;
 }
 
+/** The addresses of a network's link that get a rule, and its rules: `from <address> lookup <table>`. */
+export function networkRulesOf(network: ManagedNetwork, link: Link, observedAddresses: readonly Address[]):
+  { readonly addresses: Address[]; readonly rules: Rule[] } {
+  const addresses = ruleAddresses(observedAddresses, link.index);
+  const rules = addresses.map((a): Rule => ({
+    family: a.family,
+    priority: network.priority,
+    table: network.table,
+    src: a.local,
+    srcLength: a.family === 4 ? 32 : 128,
+    protocol: DYNMHS_PROTOCOL,
+    plain: true,
+  }));
+  return { addresses, rules };
+}
+
+/** Every network's rules, each once (two networks may want the same one), in the networks' order. */
+export function uniqueRules(plans: readonly NetworkPlan[]): Rule[] {
+  const rules = new Map<string, Rule>();
+  for (const plan of plans) for (const rule of plan.rules) rules.set(ruleKey(rule), rule);
+  return [...rules.values()];
+}
+
 /** A desired state from plain lists (what none of the routes and rules would be: `desiredOf([], [])`). */
 export function desiredOf(routes: readonly Route[], rules: readonly Rule[]): Desired {
   return { routes: new Map(routes.map((route) => [routeKey(route), route])), rules };
@@ -126,20 +149,10 @@ export function derive(observed: Observed, networks: readonly ManagedNetwork[]):
   }
 
   const routes = new Map<string, Route>();
-  const rules = new Map<string, Rule>();
   const plans: NetworkPlan[] = networks.map((network) => {
     const link = linksByName.get(network.interfaceName);
     if (link === undefined) return { network, addresses: [], rules: [], routes: [] };
-    const addresses = ruleAddresses(observed.addresses, link.index);
-    const networkRules = addresses.map((a): Rule => ({
-      family: a.family,
-      priority: network.priority,
-      table: network.table,
-      src: a.local,
-      srcLength: a.family === 4 ? 32 : 128,
-      protocol: DYNMHS_PROTOCOL,
-      plain: true,
-    }));
+    const { addresses, rules: networkRules } = networkRulesOf(network, link, observed.addresses);
     const networkRoutes: Route[] = [];
     for (const candidates of [mainByOif.get(link.index) ?? [], mainMultipath]) {
       for (const route of candidates) {
@@ -149,8 +162,7 @@ export function derive(observed: Observed, networks: readonly ManagedNetwork[]):
         routes.set(keyedRoute(copy), copy);
       }
     }
-    for (const rule of networkRules) rules.set(ruleKey(rule), rule);
     return { network, link, addresses, rules: networkRules, routes: networkRoutes };
   });
-  return { desired: { routes, rules: [...rules.values()] }, plans };
+  return { desired: { routes, rules: uniqueRules(plans) }, plans };
 }

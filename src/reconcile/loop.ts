@@ -1,23 +1,26 @@
 // The level-triggered loop: events only mark the state dirty; one pass at a time
 // derives the desired state from a snapshot, diffs it against the kernel and applies
-// the difference. Passes coalesce on the next tick.
-import { describeOperation, describeRule, describeRoute } from '../describe';
+// the difference. Changes coalesce into one pass that starts once the code that made
+// them is done (a microtask), not a turn of the event loop later.
+import { describeOperation } from '../describe';
 import { operationKey, routeKey, ruleKey } from '../keys';
 import type { Logger } from '../log';
 import type { Desired, ManagedNetwork, Observed, Operation, OperationResult, Route, Rule } from '../model';
 import type { Kernel } from '../kernel/types';
 import { derive, type NetworkPlan } from '../policy/derive';
-import { diff, type Plan } from './diff';
+import { diff } from './diff';
+import { rulesAfterAddressChanges } from './address-pass';
 import { IncrementalRoutes } from './incremental';
 import { Backoff, systemClock, type Clock } from './limiter';
+import { ForeignReports, warnRestore } from './foreign';
 import { Refusals } from './refusals';
 
-export const NETWORKD_DROP_IN = '/etc/systemd/networkd.conf.d/dynmhs.conf';
+export { NETWORKD_DROP_IN } from './foreign';
 const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 30_000;
 /**
- * A full pass that computed for less than this never waits for a burst to end. A
- * route-only pass counts as free: it costs in proportion to the changes it looks at, and the
+ * A full pass that computed for less than this never waits for a burst to end. Route-only
+ * and address passes count as free: they cost in proportion to the changes they look at, and the
  * monitor reads a stream in batches (kernel/pacer.ts), so keeping up with an `ip -batch`
  * costs no more passes than there are batches, and keeping up with a burst converges
  * sooner than waiting for its end (docs/performance.md).
@@ -39,7 +42,12 @@ export interface PassResult {
   readonly desiredRoutes: number;
   /** Only route changes were looked at (see IncrementalRoutes), not everything. */
   readonly routesOnly: boolean;
+  /** Only address changes (and route changes with them) were looked at (see address-pass.ts), not everything. */
+  readonly addressesOnly: boolean;
 }
+
+/** What a pass looked at: everything, or only the changes since a complete pass (see PassResult). */
+type PassKind = 'full' | 'routes' | 'addresses';
 
 export interface ReconcilerOptions {
   readonly kernel: Kernel;
@@ -103,9 +111,9 @@ export class Reconciler {
    */
   private heldRestores: ReadonlySet<string> = new Set();
   private readonly refusals = new Refusals();
-  private readonly reported = new Set<string>();
+  private readonly foreign: ForeignReports;
   private idleWaiters: Array<() => void> = [];
-  /** CPU time of the last full pass's own work (derive, diff, bookkeeping), without waiting for the kernel; 0 after a route-only pass. */
+  /** CPU time of the last full pass's own work (derive, diff, bookkeeping), without waiting for the kernel; 0 after a route-only or address pass. */
   private lastComputeMs = 0;
   private holdTimer?: unknown;
   /** When the current hold began; undefined when no pass is held. */
@@ -113,7 +121,11 @@ export class Reconciler {
   private lastChangeAt?: number;
   private keptBackReported = false;
   private last?: PassResult;
-  /** The last full pass, when it left the kernel exactly as wanted: what route-only passes build on. */
+  /**
+   * The last full pass, when it left the kernel exactly as wanted: what route-only and
+   * address passes build on. Address passes keep its rules and plans up to date; its routes
+   * are those wanted now while `incremental` is undefined, else `incremental` has them.
+   */
   private lastComplete?: { readonly desired: Desired; readonly plans: readonly NetworkPlan[] };
   private incremental?: IncrementalRoutes;
   private networksSignature = '';
@@ -123,6 +135,7 @@ export class Reconciler {
 
   constructor(private readonly options: ReconcilerOptions) {
     this.clock = options.clock ?? systemClock;
+    this.foreign = new ForeignReports(options.log);
     // After a re-dump (events were lost), what is missing was not necessarily deleted by
     // anyone: start the restore accounting afresh rather than throttle honest re-adds.
     options.kernel.on('resynced', () => {
@@ -133,7 +146,7 @@ export class Reconciler {
   }
 
   /**
-   * Something changed: run a pass soon, on the next tick, coalesced. While changes keep
+   * Something changed: run a pass soon, in a microtask, coalesced. While changes keep
    * coming (a burst: thousands of routes) and passes are expensive, wait for the burst to
    * end: one pass over the result beats a full pass per handful of changes.
    */
@@ -148,7 +161,7 @@ export class Reconciler {
     if (hold) { this.hold(now); return; }
     if (this.holdTimer !== undefined) return;
     this.scheduled = true;
-    setImmediate(() => {
+    queueMicrotask(() => {
       this.scheduled = false;
       this.kick();
     });
@@ -242,7 +255,10 @@ export class Reconciler {
     if (kernel.isResyncing()) return;
     const observed = kernel.observed();
     const networks = this.options.networks();
-    const routeChanges = kernel.takeRouteChanges();
+    const changes = kernel.takeChanges();
+    const addressesChanged = changes.addressLinks.size > 0;
+    // Refusals wait for routes via their network's link to change, or any link, address or rule.
+    const routeChanges = addressesChanged ? undefined : changes.routes;
     const deletedByOthers = kernel.takeForeignDeletions();
     this.refusals.noteChanges(routeChanges, observed.routesByKey, (index) => observed.links.get(index)?.name);
     const held = this.options.heldTables?.();
@@ -253,17 +269,19 @@ export class Reconciler {
     // Someone else deleting one of ours is for the full pass (restores, their backoff);
     // deletions of anything else need nothing from it.
     const oursDeleted = [...deletedByOthers].some((key) => this.installed.routes.has(key) || this.installed.rules.has(key));
-    if (routeChanges !== undefined && !oursDeleted && (held === undefined || held.size === 0)
+    if (changes.routes !== undefined && !oursDeleted && (held === undefined || held.size === 0)
       && signature === this.networksSignature && this.lastComplete !== undefined) {
-      // The full pass's map itself, not a copy (a million entries at a full table): no
-      // later pass reads it as it was, since a full pass always replaces lastComplete.
-      this.incremental ??= new IncrementalRoutes(this.lastComplete.desired.routes as Map<string, Route>, this.lastComplete.plans);
-      const operations = this.incremental.apply(routeChanges, observed.routesByKey, networkOf);
-      if (operations !== undefined) {
-        const outcome = await this.applyPass(operations, observed, computeStart, this.incremental.routes, withCurrentRoutes(this.lastComplete.plans, this.incremental.routes), true);
-        // A copy the kernel refused is not in place: the next pass must look at everything.
-        if (outcome !== 'complete') { this.lastComplete = undefined; this.incremental = undefined; }
-        return;
+      if (addressesChanged) {
+        if (await this.addressPass(changes.routes, changes.addressLinks, observed, computeStart, this.lastComplete)) return;
+      } else {
+        const incremental = this.incrementalOn(this.lastComplete);
+        const operations = incremental.apply(changes.routes, observed.routesByKey, networkOf);
+        if (operations !== undefined) {
+          const outcome = await this.applyPass(operations, observed, computeStart, incremental.routes, withCurrentRoutes(this.lastComplete.plans, incremental.routes), 'routes');
+          // A copy the kernel refused is not in place: the next pass must look at everything.
+          if (outcome !== 'complete') { this.lastComplete = undefined; this.incremental = undefined; }
+          return;
+        }
       }
     }
     this.incremental = undefined;
@@ -271,7 +289,7 @@ export class Reconciler {
 
     const { desired, plans } = derive(observed, networks);
     const plan = diff(desired, observed, networkOf);
-    this.reportForeign(plan, observed);
+    this.foreign.report(plan, observed);
     let keptBack = 0;
     const now = this.clock.now();
     const operations: Operation[] = [];
@@ -297,7 +315,7 @@ export class Reconciler {
           heldRestores.add(key);
           continue;
         }
-        this.warnRestore(op, this.restores.count(key));
+        warnRestore(log, op, this.restores.count(key));
       }
       operations.push(op);
     }
@@ -310,9 +328,52 @@ export class Reconciler {
     }
     this.keptBackReported = keptBack > 0;
 
-    const outcome = await this.applyPass(operations, observed, computeStart, desired.routes, plans, false, missing, desired.rules);
+    const outcome = await this.applyPass(operations, observed, computeStart, desired.routes, plans, 'full', missing, desired.rules);
     this.lastComplete = outcome === 'complete' && keptBack === 0 ? { desired, plans } : undefined;
     if (outcome !== 'failed' && heldBackMs > 0) this.scheduleRetry(heldBackMs);
+  }
+
+  /**
+   * The route-only bookkeeping over the last complete pass's own map, not a copy of it (a
+   * million entries at a full table): nothing reads that map as it was afterwards, since
+   * whenever this gives up a full pass replaces lastComplete.
+   */
+  private incrementalOn(last: { readonly desired: Desired; readonly plans: readonly NetworkPlan[] }): IncrementalRoutes {
+    this.incremental ??= new IncrementalRoutes(last.desired.routes as Map<string, Route>, last.plans);
+    return this.incremental;
+  }
+
+  /**
+   * Addresses changed, maybe routes too, nothing else since a complete pass: the rules of
+   * the networks on those links, and the route changes' copies (IncrementalRoutes), are the
+   * whole difference. False, having changed nothing, when the full pass must decide.
+   */
+  private async addressPass(routeChanges: ReadonlyMap<string, Route | undefined>, links: ReadonlySet<number>,
+    observed: Observed, computeStart: number, last: { readonly desired: Desired; readonly plans: readonly NetworkPlan[] }): Promise<boolean> {
+    // A refusal waiting for a change is the full pass's to retry and account for.
+    if (this.refusals.size > 0) return false;
+    const rules = rulesAfterAddressChanges({ plans: last.plans, rules: last.desired.rules }, links, observed, this.networkOf);
+    if (rules === undefined) return false;
+    const routeAdds: Operation[] = [];
+    const routeDeletes: Operation[] = [];
+    if (routeChanges.size > 0) {
+      // The routes an IPv4 address took with it (the cache's silent flush).
+      const operations = this.incrementalOn(last).apply(routeChanges, observed.routesByKey, this.networkOf);
+      if (operations === undefined) return false;
+      for (const op of operations) (op.kind === 'delete-route' ? routeDeletes : routeAdds).push(op);
+    }
+    const routes = this.incremental?.routes ?? last.desired.routes;
+    const plans = this.incremental !== undefined ? withCurrentRoutes(rules.plans, this.incremental.routes) : rules.plans;
+    // In diff()'s order: routes before the rules that lead to them, rules removed before their routes.
+    const operations = [...routeAdds, ...rules.adds, ...rules.deletes, ...routeDeletes];
+    const outcome = await this.applyPass(operations, observed, computeStart, routes, plans, 'addresses', new Set(), rules.rules);
+    if (outcome === 'complete') {
+      this.lastComplete = { desired: { routes: last.desired.routes, rules: rules.rules }, plans: rules.plans };
+    } else {
+      this.lastComplete = undefined;
+      this.incremental = undefined;
+    }
+    return true;
   }
 
   /**
@@ -321,13 +382,13 @@ export class Reconciler {
    * next pass may build on (see IncrementalRoutes); 'failed' schedules a retry.
    */
   private async applyPass(operations: readonly Operation[], observed: Observed, computeStart: number,
-    desiredRoutes: ReadonlyMap<string, unknown>, plans: readonly NetworkPlan[], routesOnly: boolean,
+    desiredRoutes: ReadonlyMap<string, unknown>, plans: readonly NetworkPlan[], kind: PassKind,
     missing = new Set<string>(), rules?: readonly Rule[]): Promise<'complete' | 'incomplete' | 'failed'> {
     const { kernel, log } = this.options;
     const device = (index: number): string => observed.links.get(index)?.name ?? `#${index}`;
-    // A route-only pass costs in proportion to the changes it looks at: waiting for more of
-    // them would save nothing, only delay them.
-    this.lastComputeMs = routesOnly ? 0 : this.clock.now() - computeStart;
+    // A route-only or address pass costs in proportion to the changes it looks at: waiting
+    // for more of them would save nothing, only delay them.
+    this.lastComputeMs = kind === 'full' ? this.clock.now() - computeStart : 0;
     const results: OperationResult[] = operations.length > 0 ? await kernel.apply(operations) : [];
     // Written once the kernel has them, so that a lone change does not wait for its line.
     // Rules are what users look for; route copies can be thousands, so they go to debug
@@ -338,7 +399,7 @@ export class Reconciler {
       if (op.kind === 'add-rule' || op.kind === 'delete-rule') log.info(describeOperation(op, device));
       else if (debugging) log.debug(describeOperation(op, device));
     }
-    if (!routesOnly) this.lastComputeMs += this.clock.now() - logStart;
+    if (kind === 'full') this.lastComputeMs += this.clock.now() - logStart;
 
     let added = 0;
     let removed = 0;
@@ -374,9 +435,9 @@ export class Reconciler {
     this.installed = { routes: desiredRoutes, rules: rules !== undefined ? new Set(rules.map(ruleKey)) : this.installed.rules, missing };
 
     if (operations.length > 0) {
-      log.debug(`${routesOnly ? 'Route-only pass' : 'Pass'} applied ${added} addition${added === 1 ? '' : 's'}, ${removed} removal${removed === 1 ? '' : 's'}, ${failed} failure${failed === 1 ? '' : 's'}`);
+      log.debug(`${kind === 'routes' ? 'Route-only pass' : kind === 'addresses' ? 'Address pass' : 'Pass'} applied ${added} addition${added === 1 ? '' : 's'}, ${removed} removal${removed === 1 ? '' : 's'}, ${failed} failure${failed === 1 ? '' : 's'}`);
     }
-    this.last = { plans, added, removed, failed, failedNetworks, desiredRoutes: desiredRoutes.size, routesOnly };
+    this.last = { plans, added, removed, failed, failedNetworks, desiredRoutes: desiredRoutes.size, routesOnly: kind === 'routes', addressesOnly: kind === 'addresses' };
     this.options.onPass?.(this.last);
     if (retry) {
       this.lastComplete = undefined;
@@ -386,41 +447,5 @@ export class Reconciler {
     }
     this.retryDelay = 0;
     return missing.size === 0 ? 'complete' : 'incomplete';
-  }
-
-  private warnRestore(op: Operation, count: number): void {
-    const isRule = op.kind === 'add-rule' || op.kind === 'delete-rule';
-    const what = isRule ? `Rule ${describeRule(op.rule)}` : `Route ${describeRoute(op.route)}`;
-    const setting = isRule ? 'ManageForeignRoutingPolicyRules=no' : 'ManageForeignRoutes=no';
-    this.options.log.warning(
-      `${what}${op.network !== undefined ? ` (${op.network})` : ''} was deleted by another program; restoring it`
-      + ` (${count} time${count === 1 ? '' : 's'} within a minute, further restores back off).`
-      + ` If systemd-networkd runs here, install ${NETWORKD_DROP_IN} with ${setting}.`,
-    );
-  }
-
-  private reportForeign(plan: Plan, observed: Observed): void {
-    const { log } = this.options;
-    const device = (index: number): string => observed.links.get(index)?.name ?? `#${index}`;
-    const seen = new Set<string>();
-    for (const route of plan.foreignRoutes) {
-      const key = `foreign route ${routeKey(route)}`;
-      seen.add(key);
-      if (!this.reported.has(key)) log.warning(`Leaving foreign route alone: ${describeRoute(route, device)} (protocol ${route.protocol}, not ours)`);
-    }
-    for (const rule of plan.foreignRules) {
-      const key = `foreign rule ${ruleKey(rule)}`;
-      seen.add(key);
-      if (!this.reported.has(key)) log.warning(`Leaving foreign rule alone: ${describeRule(rule)} (protocol ${rule.protocol}, not ours)`);
-    }
-    for (const conflict of plan.conflicts) {
-      const key = `conflict ${routeKey(conflict.wanted)}`;
-      seen.add(key);
-      if (!this.reported.has(key)) {
-        log.warning(`Not adding route ${describeRoute(conflict.wanted, device)}: a foreign route holds its place (${describeRoute(conflict.present, device)})`);
-      }
-    }
-    this.reported.clear();
-    for (const key of seen) this.reported.add(key);
   }
 }

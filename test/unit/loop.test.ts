@@ -301,3 +301,49 @@ test('route-only passes: new routes are copied, failures fall back to full passe
   assert.equal(passes.at(-1)!.desiredRoutes, 3);
   assert.equal(passes.at(-1)!.routesOnly, true);
 });
+
+test('address passes: an address added or removed changes its rule alone; what they put in place is restored as ours; status shows the addresses', async () => {
+  const { kernel, loop, passes, log } = setup();
+  await loop.idle();
+  const added = addr(3, '10.1.0.9');
+  kernel.addAddress(added);
+  await loop.idle();
+  assert.equal(passes.at(-1)!.addressesOnly, true, 'an address, nothing else: an address pass');
+  assert.equal(passes.at(-1)!.added, 1);
+  assert.ok(kernel.hasRule(rule('10.1.0.9', 2000)));
+  assert.deepEqual(passes.at(-1)!.plans[0].addresses.map((a) => a.local), ['10.1.0.2', '10.1.0.9']);
+  assert.equal(passes.at(-1)!.plans[0].routes.length, 1, 'the routes wanted are still there');
+  assert.ok(log.lines.some((l) => l.startsWith('info:') && l.includes('10.1.0.9')), 'its rule line');
+
+  // Someone deleting the rule an address pass added: a restore, warned about, as any of ours.
+  kernel.deleteRule(rule('10.1.0.9', 2000));
+  await loop.idle();
+  assert.equal(passes.at(-1)!.addressesOnly, false);
+  assert.ok(kernel.hasRule(rule('10.1.0.9', 2000)));
+  assert.ok(log.lines.some((l) => l.startsWith('warning:') && l.includes('10.1.0.9') && l.includes('deleted by another program')));
+
+  kernel.addAddress(addr(3, 'fd00:1::9'));
+  await loop.idle();
+  kernel.removeAddress(added);
+  await loop.idle();
+  assert.equal(passes.at(-1)!.addressesOnly, true);
+  assert.equal(passes.at(-1)!.removed, 1);
+  assert.ok(!kernel.hasRule(rule('10.1.0.9', 2000)) && kernel.hasRule(rule('fd00:1::9', 2000)) && kernel.hasRule(rule('10.1.0.2', 2000)));
+
+  // A refused rule: the address pass fails over to full passes until it is in.
+  kernel.failWith((op) => op.kind === 'add-rule', 'ENOBUFS');
+  kernel.addAddress(addr(3, '10.1.0.10'));
+  await loop.idle();
+  assert.equal(passes.at(-1)!.failed, 1);
+  assert.ok(!kernel.hasRule(rule('10.1.0.10', 2000)));
+  kernel.removeAddress(addr(3, 'fd00:1::9'));
+  await loop.idle();
+  assert.equal(passes.at(-1)!.addressesOnly, false, 'after a failure, the next pass looks at everything');
+  assert.ok(kernel.hasRule(rule('10.1.0.10', 2000)) && !kernel.hasRule(rule('fd00:1::9', 2000)));
+
+  // The last address of the network: its table has no rules any more, which the full pass decides.
+  for (const a of ['10.1.0.2', '10.1.0.10']) kernel.removeAddress(addr(3, a));
+  await loop.idle();
+  assert.equal(passes.at(-1)!.addressesOnly, false);
+  assert.equal(kernel.observed().rules.length, 0);
+});
