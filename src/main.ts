@@ -1,16 +1,18 @@
-#!/usr/bin/env -S node --min-semi-space-size=32 --max-semi-space-size=32 --max-inlined-bytecode-size-cumulative=200
+#!/usr/bin/env -S node --min-semi-space-size=32 --max-semi-space-size=32 --max-inlined-bytecode-size-cumulative=200 --expose-gc
 // Composition root: parse, build the real adapters, wire them, run until a signal.
 //
 // The Node options above are the daemon's own, and every launcher takes them from this
 // line (the installed wrapper, the tests, the benchmarks). Start-up keeps every route of
 // the kernel's dump, and every copy of it, alive: in V8's default young generation, which
 // starts at 1 MB, each of these objects is copied by a scavenge and again on promotion.
-// A fixed 32 MB young generation holds the start-up pass of 10,000 routes, and costs no
-// resident memory once settled, only a higher start-up peak.
+// A fixed 32 MB young generation holds the start-up pass of 10,000 routes, and costs a
+// higher start-up peak. Once settled it costs no resident memory, provided something was
+// collected: see collectStartUpGarbage (which --expose-gc is for).
 // The daemon's hot code runs cold at its first burst or start-up, and V8 compiles it on
 // the other core meanwhile: on a two-core host that competes with the writer of the
 // burst. Inlining less (200 bytes of bytecode per function, V8's default is 920) makes
 // those compilations smaller. The figures: docs/performance.md.
+import { GCProfiler } from 'node:v8';
 import { EXIT, exitCodeOf, parseCommandLine } from './config/parse';
 import type { Config } from './config/types';
 import { Daemon } from './daemon';
@@ -26,12 +28,27 @@ import { BUS_NAME } from './dbus/names';
 // which a static run without D-Bus (and every start-up before the kernel) can do without.
 type ConnectionsModule = typeof import('./sources/connections');
 
+/**
+ * A small start-up (a few networks and routes) allocates less than the young generation
+ * holds, so V8 collects nothing, and V8's memory reducer, which a collection starts, never
+ * runs either: what loading the modules and the first pass left behind would stay resident
+ * for good. Then, once, a full collection frees it. A start-up that was collected already
+ * needs none (a forced one would be a pause as long as its heap is large).
+ */
+function collectStartUpGarbage(collections: GCProfiler): void {
+  const collected = collections.stop().statistics.length > 0;
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!collected && gc !== undefined) gc();
+}
+
 function fail(message: string, code: number): never {
   process.stderr.write(`dynmhs: ${message}\n`);
   process.exit(code);
 }
 
 async function main(argv: readonly string[]): Promise<void> {
+  const collections = new GCProfiler();
+  collections.start();
   let config: Config;
   try {
     const parsed = parseCommandLine(argv);
@@ -165,6 +182,8 @@ async function main(argv: readonly string[]): Promise<void> {
   }
   const networks = daemon.networks().map((n) => `${n.interfaceName}:${n.table}`).join(' ');
   log.info(`dynmhs running: ${networks || 'no networks yet'} (source ${config.source})`);
+  // After the logging library has loaded and written the start-up lines.
+  setTimeout(() => collectStartUpGarbage(collections), 1000).unref();
 }
 
 void main(process.argv.slice(2));

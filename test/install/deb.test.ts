@@ -171,7 +171,7 @@ describe('the Debian package (scripts/build-deb.sh)', { skip }, () => {
 
   test('the unpacked package runs on its own: wrappers, unit, modules and the patched binding', () => {
     const root = unpacked();
-    assert.match(readFileSync(join(root, 'usr/sbin/dynmhs'), 'utf8'), /^exec \/usr\/bin\/node --min-semi-space-size=32 \S+ \S+ \/usr\/lib\/dynmhs\/dist\/src\/main\.js "\$@"$/m);
+    assert.match(readFileSync(join(root, 'usr/sbin/dynmhs'), 'utf8'), /^exec \/usr\/bin\/node --min-semi-space-size=32 \S+ \S+ --expose-gc \/usr\/lib\/dynmhs\/dist\/src\/main\.js "\$@"$/m);
     assert.match(readFileSync(join(root, 'usr/bin/dynmhsctl'), 'utf8'), /^exec \/usr\/bin\/node \/usr\/lib\/dynmhs\/dist\/src\/cli\/dynmhsctl\.js "\$@"$/m);
     const unit = ['lib', 'usr/lib'].map((d) => join(root, d, 'systemd/system/dynmhs.service')).find((p) => existsSync(p))!;
     assert.match(readFileSync(unit, 'utf8'), /^ExecStart=\/usr\/sbin\/dynmhs --service --config \/etc\/dynmhs\/dynmhs\.conf$/m);
