@@ -12,7 +12,6 @@
 // the other core meanwhile: on a two-core host that competes with the writer of the
 // burst. Inlining less (200 bytes of bytecode per function, V8's default is 920) makes
 // those compilations smaller. The figures: docs/performance.md.
-import { GCProfiler } from 'node:v8';
 import { EXIT, exitCodeOf, parseCommandLine } from './config/parse';
 import type { Config } from './config/types';
 import { Daemon } from './daemon';
@@ -28,17 +27,20 @@ import { BUS_NAME } from './dbus/names';
 // which a static run without D-Bus (and every start-up before the kernel) can do without.
 type ConnectionsModule = typeof import('./sources/connections');
 
+/** Heaps below this are scavenged once after start-up: see collectStartUpGarbage. */
+const SMALL_HEAP_BYTES = 16 * 1024 * 1024;
+
 /**
- * A small start-up (a few networks and routes) allocates less than the young generation
- * holds, so V8 collects nothing, and V8's memory reducer, which a collection starts, never
- * runs either: what loading the modules and the first pass left behind would stay resident
- * for good. Then, once, a full collection frees it. A start-up that was collected already
- * needs none (a forced one would be a pause as long as its heap is large).
+ * A small start-up (a few networks and routes) allocates less than the fixed young
+ * generation holds, so V8 collects nothing, and nothing at idle starts a collection: what
+ * loading the modules and the first pass left in the young generation would stay resident
+ * for good. One scavenge frees it and starts V8's memory reducer. A scavenge's pause grows
+ * with what survives it, so a larger start-up's heap is left to V8, which collects it on
+ * its own within its first idle seconds.
  */
-function collectStartUpGarbage(collections: GCProfiler): void {
-  const collected = collections.stop().statistics.length > 0;
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (!collected && gc !== undefined) gc();
+function collectStartUpGarbage(): void {
+  const gc = (globalThis as { gc?: (options: { type: 'minor' }) => void }).gc;
+  if (gc !== undefined && process.memoryUsage().heapUsed < SMALL_HEAP_BYTES) gc({ type: 'minor' });
 }
 
 function fail(message: string, code: number): never {
@@ -47,8 +49,6 @@ function fail(message: string, code: number): never {
 }
 
 async function main(argv: readonly string[]): Promise<void> {
-  const collections = new GCProfiler();
-  collections.start();
   let config: Config;
   try {
     const parsed = parseCommandLine(argv);
@@ -183,7 +183,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const networks = daemon.networks().map((n) => `${n.interfaceName}:${n.table}`).join(' ');
   log.info(`dynmhs running: ${networks || 'no networks yet'} (source ${config.source})`);
   // After the logging library has loaded and written the start-up lines.
-  setTimeout(() => collectStartUpGarbage(collections), 1000).unref();
+  setTimeout(collectStartUpGarbage, 1000).unref();
 }
 
 void main(process.argv.slice(2));
