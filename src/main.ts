@@ -29,6 +29,7 @@ type ConnectionsModule = typeof import('./sources/connections');
 
 /** Heaps below this are scavenged once after start-up: see collectStartUpGarbage. */
 const SMALL_HEAP_BYTES = 16 * 1024 * 1024;
+const START_UP_SETTLED_MS = 10_000;
 
 /**
  * A small start-up (a few networks and routes) allocates less than the fixed young
@@ -182,8 +183,9 @@ async function main(argv: readonly string[]): Promise<void> {
   }
   const networks = daemon.networks().map((n) => `${n.interfaceName}:${n.table}`).join(' ');
   log.info(`dynmhs running: ${networks || 'no networks yet'} (source ${config.source})`);
-  // After the logging library has loaded and written the start-up lines.
-  setTimeout(collectStartUpGarbage, 1000).unref();
+  // Once start-up's own flurry (the first changes, a manager bringing connections up) is
+  // usually over, as V8's memory reducer waits seconds after activity.
+  setTimeout(collectStartUpGarbage, START_UP_SETTLED_MS).unref();
 }
 
 void main(process.argv.slice(2));
