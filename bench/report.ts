@@ -59,6 +59,17 @@ export function printReport(results: Record<string, unknown>, idleSeconds: numbe
     return idle && { value: idle.rssMb, text: `${idle.rssMb} MB / ${idle.cpuPercent} % / main ${idle.ctxSwitchesMainThread}, all ${idle.ctxSwitchesAllThreads}` };
   });
   const only = (text: string): (r: Record<string, unknown>) => Cell | undefined => (r) => (r === results ? { text, value: null } : undefined);
+  // The floor: Node with the daemon's options and nothing to do, measured in the same window.
+  type Floor = { rssMb: number; rssAnonMb: number; rssFileMb: number } | undefined;
+  type AboveFloor = { rssMb: number; rssAnonMb: number; rssFileMb: number; aboveFloorMb: number } | { skipped: string } | undefined;
+  const floor = results.idleFloor as Floor;
+  if (floor !== undefined) {
+    const split = (x: { rssAnonMb: number; rssFileMb: number }): string => `anon ${x.rssAnonMb}, file ${x.rssFileMb}`;
+    const aboveFloor = (x: AboveFloor): string => (x === undefined ? '-' : 'skipped' in x ? `skipped: ${x.skipped}`
+      : `${x.aboveFloorMb} MB (${x.rssMb} MB: ${split(x)})`);
+    row(`(5) idle RSS − Node floor (floor ${floor.rssMb} MB: ${split(floor)})`, '≤ 8 MB', only(aboveFloor(results.idle as AboveFloor)));
+    row('(5) the same with the D-Bus service', '≤ 8 MB', only(aboveFloor(results.idleWithDbus as AboveFloor)));
+  }
   const managers = results.managers as Awaited<ReturnType<typeof benchManagers>> | undefined;
   if (managers !== undefined && 'skipped' in managers) row('(7) managers → policy in the kernel', '< 20 ms', only(`skipped: ${managers.skipped}`));
   else if (managers !== undefined) {

@@ -6,7 +6,8 @@
 //  (2) start-up with 50 addresses and 10,000 main-table routes → converged
 //  (3) burst of 10,000 route adds via `ip -batch` while running → mirrored, time, lost
 //  (4) SIGTERM with 10,000 mirrored routes → clean and exited
-//  (5) idle RSS, CPU and context switches over 30 s
+//  (5) idle RSS, CPU and context switches over 30 s; in the same window Node alone with the
+//      daemon's options (the floor) and dynmhs with its D-Bus service on a private bus
 //  (6) the kernel's own `ip -batch` time for 10,000 route adds into a table and 10,000 deletes
 //  (7) NetworkManager / systemd-networkd reporting a connection up → its policy in the kernel
 //      (real managers on a private bus: bench/managers.ts; BENCH_MANAGER_RUNS per manager)
@@ -25,12 +26,13 @@
 // BENCH_LATENCY_ROUTES (default 0: routes via wan1/wan2 in main during (1), e.g. 10000 for a
 // lone change beside a full table's copies).
 
-import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, release } from 'node:os';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { DaemonProcess, networkArgs, waitConverged } from '../test/helpers/daemon';
+import { daemonEnvironment, daemonNodeOptions, DaemonProcess, networkArgs, waitConverged } from '../test/helpers/daemon';
+import { REPO, startSystemBus, type PrivateBus } from '../test/helpers/dbus-harness';
 import { netnsSkipReason, README_NETS, Topology, WAN1, WAN2 } from '../test/helpers/netns';
 import { sleep, WaitAbort, waitFor } from '../test/helpers/wait';
 import { benchManagers } from './managers';
@@ -157,7 +159,7 @@ function probeLatency(topo: Topology, fam: 4 | 6, runs: number): LatencyResult {
   }
 }
 
-function procTotals(pid: number): { cpuTicks: number; ctxMain: number; ctxAll: number; rssKb: number; hwmKb: number; threads: number } {
+function procTotals(pid: number): { cpuTicks: number; ctxMain: number; ctxAll: number; rssKb: number; rssAnonKb: number; rssFileKb: number; hwmKb: number; threads: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const num = (s: string, k: string) => Number((new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(s) ?? [])[1] ?? NaN);
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -173,7 +175,8 @@ function procTotals(pid: number): { cpuTicks: number; ctxMain: number; ctxAll: n
   return {
     cpuTicks: Number(f[11]) + Number(f[12]),
     ctxMain: num(status, 'voluntary_ctxt_switches') + num(status, 'nonvoluntary_ctxt_switches'),
-    ctxAll, rssKb: num(status, 'VmRSS'), hwmKb: num(status, 'VmHWM'), threads: tasks.length,
+    ctxAll, rssKb: num(status, 'VmRSS'), rssAnonKb: num(status, 'RssAnon'), rssFileKb: num(status, 'RssFile'),
+    hwmKb: num(status, 'VmHWM'), threads: tasks.length,
   };
 }
 
@@ -223,7 +226,7 @@ async function main(): Promise<number> {
   const results: Record<string, unknown> = {
     date: new Date().toISOString(), node: process.version, kernel: release(), cpu: cpus()[0]?.model, cpus: cpus().length,
     commit: spawnSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim(),
-    targets: { latencyP50Ms: 1, latencyP99Ms: 5, startupRatio: 2, burstRatio: 2, sigtermMs: 1000, idleRssMb: 60, idleWakeups: 0, managerSignalToPolicyMs: 20 },
+    targets: { latencyP50Ms: 1, latencyP99Ms: 5, startupRatio: 2, burstRatio: 2, sigtermMs: 1000, idleRssMb: 60, idleAboveFloorMb: 8, idleWakeups: 0, managerSignalToPolicyMs: 20 },
   };
   const args = ['--loglevel', '2', ...(process.env.BENCH_DAEMON_ARGS ?? '').split(' ').filter((a) => a !== '')];
   const ours = dynmhsSubject(args, DAEMON_ENV.nodeArgs);
@@ -249,39 +252,73 @@ async function main(): Promise<number> {
   });
   results.kernel = kernel;
 
-  // (5) idle: each subject in a topology of its own, all in the same window
+  // (5) idle: each subject in a topology of its own, all in the same window, beside the
+  // floor (Node with the daemon's options and nothing to do) and dynmhs as a system's unit
+  // runs it, with its D-Bus service (here on a private bus; the other runs use --no-dbus).
   console.error(`(5) idle ${IDLE_S} s …`);
   if (ONLY.has('idle')) {
     const topos: Topology[] = [];
     const ds: Running[] = [];
+    const names: string[] = [];
+    let floor: ChildProcess | undefined;
+    let bus: PrivateBus | undefined;
+    const busDir = mkdtempSync(join(tmpdir(), `dynmhs-bench-bus-${process.pid}-`));
     try {
       for (const s of subjects) {
         const topo = Topology.create({ tag: `i${s.name[0]}` });
         topos.push(topo);
         ds.push(s.start(topo.host));
+        names.push(s.name);
       }
-      await Promise.all(subjects.map((s, i) => waitReady(topos[i]!, s, ds[i]!)));
+      try {
+        bus = await startSystemBus(busDir, [join(REPO, 'dbus', 'no.nntb.DynMHS.conf')]);
+      } catch (e) {
+        results.idleWithDbus = { skipped: (e as Error).message.split('\n')[0] };
+      }
+      if (bus !== undefined) {
+        const topo = Topology.create({ tag: 'ib' });
+        topos.push(topo);
+        ds.push(DaemonProcess.start(topo.host, [...networkArgs(README_NETS), ...args],
+          { ...DAEMON_ENV, noDbus: false, env: { DBUS_SYSTEM_BUS_ADDRESS: bus.address } }));
+        names.push('dynmhs with D-Bus');
+      }
+      floor = spawn(process.execPath, [...daemonNodeOptions(), '-e', 'setInterval(() => undefined, 1 << 30)'],
+        { stdio: 'ignore', env: daemonEnvironment() });
+      await Promise.all(ds.map((d, i) => waitReady(topos[i]!, subjects[i] ?? ours, d)));
       const s0 = ds.map((d) => procTotals(d.pid));
       await sleep(SETTLE_S * 1000);
       const a = ds.map((d) => procTotals(d.pid));
       await sleep(IDLE_S * 1000);
       const b = ds.map((d) => procTotals(d.pid));
+      const f = procTotals(floor.pid!);
       const hz = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-      subjects.forEach((s, i) => {
+      const mb = (kb: number): number | null => r1(kb / 1024);
+      results.idleFloor = {
+        command: `node ${daemonNodeOptions().join(' ')} -e 'setInterval(() => undefined, 1 << 30)'`,
+        rssMb: mb(f.rssKb), rssAnonMb: mb(f.rssAnonKb), rssFileMb: mb(f.rssFileKb),
+      };
+      ds.forEach((d, i) => {
         const [s0i, ai, bi] = [s0[i]!, a[i]!, b[i]!];
-        sink(s).idle = {
-          seconds: IDLE_S, rssMb: r1(bi.rssKb / 1024), peakRssMb: r1(bi.hwmKb / 1024), threads: bi.threads,
+        const idle = {
+          seconds: IDLE_S, rssMb: mb(bi.rssKb), rssAnonMb: mb(bi.rssAnonKb), rssFileMb: mb(bi.rssFileKb), peakRssMb: mb(bi.hwmKb),
+          threads: bi.threads,
           cpuMs: r1(((bi.cpuTicks - ai.cpuTicks) * 1000) / hz),
           cpuPercent: r1(((bi.cpuTicks - ai.cpuTicks) / hz / IDLE_S) * 100),
           ctxSwitchesMainThread: bi.ctxMain - ai.ctxMain, ctxSwitchesAllThreads: bi.ctxAll - ai.ctxAll,
           settleSeconds: SETTLE_S,
           settleCtxSwitchesMainThread: ai.ctxMain - s0i.ctxMain, settleCtxSwitchesAllThreads: ai.ctxAll - s0i.ctxAll,
-          aliveAfter: ds[i]!.running,
+          aliveAfter: d.running,
+          ...(names[i] === 'upstream' ? {} : { aboveFloorMb: mb(bi.rssKb - f.rssKb) }),
         };
+        if (i < subjects.length) sink(subjects[i]!).idle = idle;
+        else results.idleWithDbus = idle;
       });
     } finally {
       for (const d of ds) d.killNow();
+      if (floor?.pid !== undefined && floor.exitCode === null) floor.kill('SIGKILL');
       for (const t of topos) t.destroy();
+      await bus?.stop();
+      rmSync(busDir, { recursive: true, force: true });
     }
   }
 

@@ -122,6 +122,24 @@ function openForAppend(file: string): number {
 
 const ignoreError = (): void => undefined;
 
+/**
+ * winston, with its own debugging aid (@dabh/diagnostics, DEBUG=winston:*) in its
+ * production build: the other one loads colour names and converters for its namespaces,
+ * which a daemon that never turns it on would keep in memory. The build is chosen by
+ * NODE_ENV as the module loads, so the variable is production for that moment only.
+ */
+function loadWinston(): typeof Winston {
+  const env = process.env;
+  const before = env['NODE_ENV'];
+  env['NODE_ENV'] = 'production';
+  try {
+    return require('winston') as typeof Winston;
+  } finally {
+    if (before === undefined) delete env['NODE_ENV'];
+    else env['NODE_ENV'] = before;
+  }
+}
+
 interface Entry { level: string; message: unknown; timestamp?: string }
 interface QueuedEntry extends Entry { message: string; timestamp: string }
 
@@ -171,7 +189,7 @@ export function createLogger(options: LoggerOptions): Logger {
 
   const load = (): Winston.Logger => {
     if (logger !== undefined) return logger;
-    const winston = require('winston') as typeof Winston;
+    const winston = loadWinston();
     transports = [new winston.transports.Stream({
       stream,
       eol: '\n',

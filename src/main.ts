@@ -1,12 +1,13 @@
-#!/usr/bin/env -S node --expose-gc --min-semi-space-size=32 --max-semi-space-size=32 --max-inlined-bytecode-size-cumulative=200 --interrupt-budget=8192
+#!/usr/bin/env -S node --min-semi-space-size=32 --max-semi-space-size=32 --max-inlined-bytecode-size-cumulative=200 --interrupt-budget=8192 --expose-gc
 // Composition root: parse, build the real adapters, wire them, run until a signal.
 //
 // The Node options above are the daemon's own, and every launcher takes them from this
 // line (the installed wrapper, the tests, the benchmarks). Start-up keeps every route of
 // the kernel's dump, and every copy of it, alive: in V8's default young generation, which
 // starts at 1 MB, each of these objects is copied by a scavenge and again on promotion.
-// A fixed 32 MB young generation holds the start-up pass of 10,000 routes, and costs no
-// resident memory once settled, only a higher start-up peak.
+// A fixed 32 MB young generation holds the start-up pass of 10,000 routes, and costs a
+// higher start-up peak. Once settled it costs no resident memory, provided something was
+// collected: see collectStartUpGarbage (which --expose-gc is for).
 // The daemon's hot code runs cold at its first burst or start-up, and V8 compiles it on
 // the other core meanwhile: on a two-core host that competes with the writer of the
 // burst. Inlining less (200 bytes of bytecode per function, V8's default is 920) makes
@@ -30,6 +31,23 @@ import { BUS_NAME } from './dbus/names';
 // dbus-next, the manager sources and the D-Bus service take tens of milliseconds to load,
 // which a static run without D-Bus (and every start-up before the kernel) can do without.
 type ConnectionsModule = typeof import('./sources/connections');
+
+/** Heaps below this are scavenged once after start-up: see collectStartUpGarbage. */
+const SMALL_HEAP_BYTES = 16 * 1024 * 1024;
+const START_UP_SETTLED_MS = 10_000;
+
+/**
+ * A small start-up (a few networks and routes) allocates less than the fixed young
+ * generation holds, so V8 collects nothing, and nothing at idle starts a collection: what
+ * loading the modules and the first pass left in the young generation would stay resident
+ * for good. One scavenge frees it and starts V8's memory reducer. A scavenge's pause grows
+ * with what survives it, so a larger start-up's heap is left to V8, which collects it on
+ * its own within its first idle seconds.
+ */
+function collectStartUpGarbage(): void {
+  const gc = (globalThis as { gc?: (options: { type: 'minor' }) => void }).gc;
+  if (gc !== undefined && process.memoryUsage().heapUsed < SMALL_HEAP_BYTES) gc({ type: 'minor' });
+}
 
 function fail(message: string, code: number): never {
   process.stderr.write(`dynmhs: ${message}\n`);
@@ -171,6 +189,9 @@ async function main(argv: readonly string[]): Promise<void> {
   }
   const networks = daemon.networks().map((n) => `${n.interfaceName}:${n.table}`).join(' ');
   log.info(`dynmhs running: ${networks || 'no networks yet'} (source ${config.source})`);
+  // Once start-up's own flurry (the first changes, a manager bringing connections up) is
+  // usually over, as V8's memory reducer waits seconds after activity.
+  setTimeout(collectStartUpGarbage, START_UP_SETTLED_MS).unref();
 }
 
 void main(process.argv.slice(2));

@@ -2,7 +2,10 @@
 // and limits, as `ip mptcp endpoint|limits` reads and sets them (iproute2 ip/ipmptcp.c).
 // Attribute layout from uapi linux/mptcp_pm.h.
 import { readFileSync } from 'node:fs';
-import { createGenericNetlink, genl, type GenericNetlinkSocket } from 'netlink';
+// The binding's generic netlink part only: its index also loads nl80211, WireGuard and
+// rtnetlink structure code (~500 KB of source) that dynmhs never uses, and keeps it resident.
+import { createGenericNetlink, type GenericNetlinkSocket } from 'netlink/dist/genl/genl';
+import * as genl from 'netlink/dist/genl/structs';
 import { readAddress, writeAddress } from '../address';
 import type { Endpoint, Family, MptcpLimits, OperationResult } from '../model';
 

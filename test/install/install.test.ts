@@ -80,7 +80,7 @@ describe('install-system.sh / uninstall-system.sh into a DESTDIR', { skip }, () 
     assert.ok(!files.some((f) => f.includes('/dist/test/')), 'tests are not installed');
     // wrappers and the unit point at the installed paths
     assert.match(readFileSync(join(d, 'usr/local/sbin/dynmhs'), 'utf8'), /^unset NODE_EXTRA_CA_CERTS$/m, 'the daemon starts without parsing CA certificates');
-    assert.match(readFileSync(join(d, 'usr/local/sbin/dynmhs'), 'utf8'), /^exec \S*node --min-semi-space-size=32 --max-semi-space-size=32 --max-inlined-bytecode-size-cumulative=200 --interrupt-budget=8192 \/usr\/local\/lib\/dynmhs\/dist\/src\/main\.js "\$@"$/m);
+    assert.match(readFileSync(join(d, 'usr/local/sbin/dynmhs'), 'utf8'), /^exec \S*node --min-semi-space-size=32 --max-semi-space-size=32 --max-inlined-bytecode-size-cumulative=200 --interrupt-budget=8192 --expose-gc \/usr\/local\/lib\/dynmhs\/dist\/src\/main\.js "\$@"$/m);
     assert.match(readFileSync(join(d, 'usr/local/bin/dynmhsctl'), 'utf8'), /^exec \S*node \/usr\/local\/lib\/dynmhs\/dist\/src\/cli\/dynmhsctl\.js "\$@"$/m);
     assert.match(readFileSync(join(d, 'usr/local/lib/systemd/system/dynmhs.service'), 'utf8'), /^ExecStart=\/usr\/local\/sbin\/dynmhs --service --config \/etc\/dynmhs\/dynmhs\.conf$/m);
     assert.equal(readFileSync(join(d, 'etc/dynmhs/dynmhs.conf'), 'utf8'), readFileSync(join(REPO, 'scripts', 'dynmhs.conf.default'), 'utf8'));
@@ -196,9 +196,9 @@ describe('install-system.sh / uninstall-system.sh into a DESTDIR', { skip }, () 
 });
 
 describe('the daemon\'s Node options (first line of src/main.ts)', { skip }, () => {
-  test('give V8 the 32 MB young generation and the inlining budget they were measured with, and launchers read them', () => {
+  test('give V8 the 32 MB young generation, the inlining budget they were measured with and gc() for after start-up, and launchers read them', () => {
     const options = daemonNodeOptions();
-    assert.deepEqual(options, ['--min-semi-space-size=32', '--max-semi-space-size=32', '--max-inlined-bytecode-size-cumulative=200', '--interrupt-budget=8192']);
+    assert.deepEqual(options, ['--min-semi-space-size=32', '--max-semi-space-size=32', '--max-inlined-bytecode-size-cumulative=200', '--interrupt-budget=8192', '--expose-gc']);
     const probe = spawnSync(process.execPath, [...options, '-p',
       "require('node:v8').getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size"], { encoding: 'utf8' });
     assert.equal(probe.status, 0, probe.stderr);

@@ -273,3 +273,25 @@ describe('queued until start-up is done (queueUntil)', () => {
     assert.match(fs.readFileSync(file, 'utf8'), /\[info\] logged just before an exit\n$/);
   });
 });
+
+describe('loading winston', () => {
+  it('loads the production build of its debugging aid, and leaves NODE_ENV as it was', () => {
+    const script = `
+      const { createLogger } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'src', 'log.js'))});
+      const log = createLogger({ level: 2, color: false, env: {} });
+      log.info('loaded');
+      const loaded = Object.keys(require.cache).filter((f) => f.includes('@dabh/diagnostics/node/')).map((f) => path.basename(f));
+      log.close().then(() => process.stderr.write(JSON.stringify({ nodeEnv: process.env.NODE_ENV ?? null, loaded })));`;
+    for (const nodeEnv of [undefined, 'development']) {
+      const env: NodeJS.ProcessEnv = { ...process.env };
+      delete env.NODE_ENV;
+      if (nodeEnv !== undefined) env.NODE_ENV = nodeEnv;
+      const child = spawnSync(process.execPath, ['-e', `const path = require('node:path'); ${script}`], { encoding: 'utf8', env });
+      assert.equal(child.status, 0, child.stderr);
+      assert.match(child.stdout, /\[info\] loaded\n$/);
+      const seen = JSON.parse(child.stderr) as { nodeEnv: string | null; loaded: string[] };
+      assert.equal(seen.nodeEnv, nodeEnv ?? null);
+      assert.deepEqual(seen.loaded.sort(), ['index.js', 'production.js']);
+    }
+  });
+});
