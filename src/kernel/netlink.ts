@@ -54,6 +54,8 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
   private fullResyncQueued = false;
   private overflowed = false;
   private quietTimer?: NodeJS.Timeout;
+  /** Reads of the monitor socket so far: whether one happened in a turn of the loop. */
+  private reads = 0;
   private foreignDeletions = new Set<string>();
   private pacer?: ReadPacer;
 
@@ -209,9 +211,17 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
     else this.quietTimer = setTimeout(() => {
       this.quietTimer = undefined;
       if (!this.overflowed || this.stopped) return;
-      this.overflowed = false;
-      this.log.info('Events are quiet again after the overflow: re-reading the kernel state once more');
-      this.resyncUntilDone(DUMP_ORDER);
+      // A pass that keeps the loop busy for longer than the quiet time lets this fire with
+      // the backlog still queued, and a dump then would be followed by events older than it,
+      // which nothing would correct. Quiet is a turn of the loop that could read and did not.
+      const readsBefore = this.reads;
+      setImmediate(() => {
+        if (!this.overflowed || this.stopped) return;
+        if (this.reads !== readsBefore || this.pacer?.paused === true) { this.armQuietTimer(); return; }
+        this.overflowed = false;
+        this.log.info('Events are quiet again after the overflow: re-reading the kernel state once more');
+        this.resyncUntilDone(DUMP_ORDER);
+      });
     }, QUIET_AFTER_OVERFLOW_MS);
   }
 
@@ -221,6 +231,7 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
    * (an address and its local routes; a paced stream's backlog) make one pass.
    */
   private onEvents(data: Buffer): void {
+    this.reads++;
     if (this.overflowed) this.armQuietTimer();
     let messages = 0;
     let changed = false;
