@@ -3,7 +3,7 @@
 // answers a second one on the same socket with EBUSY.
 import { RawNetlinkSocket } from 'netlink/dist/raw';
 import type { CacheEvent, CacheKind } from './cache';
-import { decodeEvent, errnoName, errorOf, forEachMessage, NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, RequestWriter } from './codec';
+import { decodeEvent, errnoName, errorOf, forEachMessage, NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, RequestWriter, RTM } from './codec';
 
 const NETLINK_ROUTE = 0;
 /** A dump the kernel marks inconsistent (the table changed under it) is repeated this often. */
@@ -12,6 +12,8 @@ const INTERRUPTED_RETRIES = 5;
 interface Running {
   readonly seq: number;
   readonly events: CacheEvent[];
+  /** Routes of other protocols are skipped before they are decoded. */
+  readonly routeProtocol: number | undefined;
   interrupted: boolean;
   readonly finish: (error?: Error) => void;
   /** Restarts the timeout: the kernel is still answering. */
@@ -44,15 +46,16 @@ export class DumpSocket {
    * Everything of one kind the kernel has, as events; repeated while the kernel says it
    * was interrupted. Fails when the kernel has not answered for `timeoutMs`: a dump of a
    * million routes takes seconds, and as long as its replies keep coming it is not stuck.
+   * With `routeProtocol`, only routes of that protocol (the kernel sends every route).
    */
-  async dump(kind: CacheKind, timeoutMs: number): Promise<CacheEvent[]> {
+  async dump(kind: CacheKind, timeoutMs: number, routeProtocol?: number): Promise<CacheEvent[]> {
     for (let attempt = 0; ; attempt++) {
-      const { events, interrupted } = await this.once(kind, timeoutMs);
+      const { events, interrupted } = await this.once(kind, timeoutMs, routeProtocol);
       if (!interrupted || attempt >= INTERRUPTED_RETRIES) return events;
     }
   }
 
-  private once(kind: CacheKind, timeoutMs: number): Promise<{ events: CacheEvent[]; interrupted: boolean }> {
+  private once(kind: CacheKind, timeoutMs: number, routeProtocol: number | undefined): Promise<{ events: CacheEvent[]; interrupted: boolean }> {
     if (this.running !== undefined) return Promise.reject(new Error('a dump is already running on this socket'));
     this.seq = this.seq >= 0x7fffffff ? 1 : this.seq + 1;
     this.writer.dump(kind, this.seq, this.port);
@@ -60,7 +63,7 @@ export class DumpSocket {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => running.finish(new Error(`no reply to the ${kind} dump for ${timeoutMs} ms`)), timeoutMs);
       const running: Running = {
-        seq: this.seq, events: [], interrupted: false, progress: () => timer.refresh(),
+        seq: this.seq, events: [], routeProtocol, interrupted: false, progress: () => timer.refresh(),
         finish: (error) => {
           if (this.running !== running) return;
           this.running = undefined;
@@ -85,6 +88,8 @@ export class DumpSocket {
         running.finish(errno === 0 ? undefined : new Error(`dump failed: ${errnoName(errno)}`));
         return;
       }
+      // rtm_protocol is the sixth byte of the route header.
+      if (running.routeProtocol !== undefined && type === RTM.NEWROUTE && data[start + 5] !== running.routeProtocol) return;
       const event = decodeEvent(type, flags, data, start, end);
       if (event !== undefined) running.events.push(event);
     });

@@ -55,9 +55,9 @@ export class FakeKernel extends EventEmitter implements Kernel {
   }
 
   /** The fake's state is the kernel's: a dump returns what the cache holds. */
-  async dumpRoutesAndRules(): Promise<{ readonly routes: readonly Route[]; readonly rules: readonly Rule[] }> {
+  async dumpRoutesAndRules(routeProtocol?: number): Promise<{ readonly routes: readonly Route[]; readonly rules: readonly Rule[] }> {
     const { routes, rules } = this.observed();
-    return { routes: [...routes], rules: [...rules] };
+    return { routes: routes.filter((route) => routeProtocol === undefined || route.protocol === routeProtocol), rules: [...rules] };
   }
 
   clearFailures(): void {

@@ -140,12 +140,12 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
     return results;
   }
 
-  async dumpRoutesAndRules(): Promise<{ readonly routes: readonly Route[]; readonly rules: readonly Rule[] }> {
+  async dumpRoutesAndRules(routeProtocol?: number): Promise<{ readonly routes: readonly Route[]; readonly rules: readonly Rule[] }> {
     const routes: Route[] = [];
     const rules: Rule[] = [];
     // On the dump chain: a second dump at once on the same socket would fail with EBUSY.
     const run = async (): Promise<void> => {
-      for (const event of await this.dump('routes')) if (event.kind === 'route') routes.push(event.route);
+      for (const event of await this.dump('routes', routeProtocol)) if (event.kind === 'route') routes.push(event.route);
       for (const event of await this.dump('rules')) if (event.kind === 'rule') rules.push(event.rule);
     };
     const done = this.dumpChain.catch(() => undefined).then(run);
@@ -202,8 +202,8 @@ export class RtnetlinkKernel extends EventEmitter implements Kernel {
     });
   }
 
-  private dump(kind: CacheKind): Promise<CacheEvent[]> {
-    return this.dumper!.dump(kind, DUMP_TIMEOUT_MS);
+  private dump(kind: CacheKind, routeProtocol?: number): Promise<CacheEvent[]> {
+    return this.dumper!.dump(kind, DUMP_TIMEOUT_MS, routeProtocol);
   }
 
   private armQuietTimer(): void {

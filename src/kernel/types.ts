@@ -38,8 +38,9 @@ export interface Kernel extends EventEmitter {
    */
   apply(operations: readonly Operation[]): Promise<OperationResult[]>;
   /**
-   * Every route (all tables, both families) and rule the kernel has right now, read
-   * afresh, not from the cache: for a clean-up that must not trust what events said.
+   * Every route (all tables, both families; with `routeProtocol`, only the routes of that
+   * protocol) and rule the kernel has right now, read afresh, not from the cache: for a
+   * clean-up that must not trust what events said.
    */
-  dumpRoutesAndRules(): Promise<{ readonly routes: readonly Route[]; readonly rules: readonly Rule[] }>;
+  dumpRoutesAndRules(routeProtocol?: number): Promise<{ readonly routes: readonly Route[]; readonly rules: readonly Rule[] }>;
 }

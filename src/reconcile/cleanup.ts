@@ -2,10 +2,12 @@
 // the cache: an event read just before (an address removed as a network manager shuts
 // down) may have made the cache differ from the kernel, and whatever the cache missed
 // would stay behind for good. A dump after the deletions checks that nothing is left.
+// Only routes of our protocol are read: beside a million routes in main, decoding them
+// twice was most of a stop's work (docs/performance.md).
 import { routeKey } from '../keys';
 import type { Kernel } from '../kernel/types';
 import type { Logger } from '../log';
-import type { Observed, Route, Rule } from '../model';
+import { DYNMHS_PROTOCOL, type Observed, type Route, type Rule } from '../model';
 import { describeRoute, describeRule } from '../describe';
 import { desiredOf } from '../policy/derive';
 import { diff } from './diff';
@@ -50,7 +52,7 @@ export async function removeEverythingOurs(kernel: Kernel, log: Logger): Promise
 /** A fresh dump; if the kernel will not give one, what the cache shows is the best there is. */
 async function freshOrCached(kernel: Kernel, log: Logger): Promise<{ readonly routes: readonly Route[]; readonly rules: readonly Rule[] }> {
   try {
-    return await kernel.dumpRoutesAndRules();
+    return await kernel.dumpRoutesAndRules(DYNMHS_PROTOCOL);
   } catch (error) {
     log.warning(`Cannot re-read routes and rules for the clean-up (${(error as Error).message}); removing what was last seen instead`);
     const { routes, rules } = kernel.observed();
