@@ -7,27 +7,14 @@ import assert from 'node:assert/strict';
 import { ObservedCache, type CacheEvent } from '../../src/kernel/cache';
 import { RouteMap } from '../../src/kernel/route-map';
 import { operationKey, ruleKey } from '../../src/keys';
-import type { Address, Link, Operation, Route, Rule } from '../../src/model';
+import type { Address, Operation, Route, Rule } from '../../src/model';
 import { derive, type NetworkPlan } from '../../src/policy/derive';
 import { rulesAfterAddressChanges } from '../../src/reconcile/address-pass';
 import { diff } from '../../src/reconcile/diff';
 import { IncrementalRoutes } from '../../src/reconcile/incremental';
-import { addr, NET1, NET2, route, rule, WAN1, WAN2 } from './fixtures';
+import { addr, NETWORKS, networkOf, OTHER, random, route, rule, WAN1, WAN2 } from './fixtures';
 
-const OTHER: Link = { index: 5, name: 'eth9', up: true, loopback: false, pointToPoint: false };
-const NETWORKS = [NET1, NET2];
-const networkOf = (table: number): string | undefined => (table === 2000 ? 'wan1' : table === 3000 ? 'wan2' : undefined);
 
-/** A small deterministic PRNG (mulberry32), so a failure can be replayed by its seed. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const LINKS = [WAN1.index, WAN2.index, OTHER.index];
 const V4 = ['10.101.0.2', '10.101.0.3', '10.102.0.2', '10.102.0.3', '169.254.7.7'];

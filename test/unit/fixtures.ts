@@ -1,5 +1,6 @@
 // Plain model values for unit tests: the DynMHS README host, wan1 (index 3) and wan2 (index 4).
 import { routeKey } from '../../src/keys';
+import { Random } from '../chaos/random';
 import type { Clock } from '../../src/reconcile/limiter';
 import type { Logger } from '../../src/log';
 import { DYNMHS_PROTOCOL, MAIN_TABLE, type Address, type Link, type ManagedNetwork, type Route, type Rule } from '../../src/model';
@@ -64,3 +65,14 @@ export function recordingLogger(): Logger & { lines: string[] } {
   };
 }
 
+
+/** A link no network is on. */
+export const OTHER: Link = { index: 5, name: 'eth9', up: true, loopback: false, pointToPoint: false };
+export const NETWORKS = [NET1, NET2];
+export const networkOf = (table: number): string | undefined => (table === 2000 ? 'wan1' : table === 3000 ? 'wan2' : undefined);
+
+/** A deterministic PRNG (the chaos suite's mulberry32), so a failure can be replayed by its seed. */
+export function random(seed: number): () => number {
+  const generator = new Random(seed);
+  return () => generator.next();
+}

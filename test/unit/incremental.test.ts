@@ -5,26 +5,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ObservedCache, type CacheEvent } from '../../src/kernel/cache';
 import { operationKey } from '../../src/keys';
-import { DYNMHS_PROTOCOL, type Link, type Operation, type Route } from '../../src/model';
+import { DYNMHS_PROTOCOL, type Operation, type Route } from '../../src/model';
 import { derive } from '../../src/policy/derive';
 import { diff } from '../../src/reconcile/diff';
 import { IncrementalRoutes } from '../../src/reconcile/incremental';
-import { addr, NET1, NET2, route, WAN1, WAN2 } from './fixtures';
+import { addr, NETWORKS, networkOf, OTHER, random, route, WAN1, WAN2 } from './fixtures';
 
-const OTHER: Link = { index: 5, name: 'eth9', up: true, loopback: false, pointToPoint: false };
-const NETWORKS = [NET1, NET2];
-const networkOf = (table: number): string | undefined => (table === 2000 ? 'wan1' : table === 3000 ? 'wan2' : undefined);
 
-/** A small deterministic PRNG (mulberry32), so a failure can be replayed by its seed. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomMainRoute(next: () => number): Route {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)];
