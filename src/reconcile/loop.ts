@@ -10,6 +10,7 @@ import type { Kernel } from '../kernel/types';
 import { derive, type NetworkPlan } from '../policy/derive';
 import { diff } from './diff';
 import { rulesAfterAddressChanges } from './address-pass';
+import { BurstHold } from './burst-hold';
 import { IncrementalRoutes } from './incremental';
 import { Backoff, systemClock, type Clock } from './limiter';
 import { ForeignReports, warnRestore } from './foreign';
@@ -18,18 +19,6 @@ import { Refusals } from './refusals';
 export { NETWORKD_DROP_IN } from './foreign';
 const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 30_000;
-/**
- * A full pass that computed for less than this never waits for a burst to end. Route-only
- * and address passes count as free: they cost in proportion to the changes they look at, and the
- * monitor reads a stream in batches (kernel/pacer.ts), so keeping up with an `ip -batch`
- * costs no more passes than there are batches, and keeping up with a burst converges
- * sooner than waiting for its end (docs/performance.md).
- */
-const HOLD_THRESHOLD_MS = 0.5;
-/** Changes closer together than this are one burst. */
-const QUIET_MS = 5;
-/** The longest a pass waits for a burst to end: a storm still gets a pass this often. */
-const MAX_HOLD_MS = 250;
 
 export interface PassResult {
   readonly plans: readonly NetworkPlan[];
@@ -113,12 +102,8 @@ export class Reconciler {
   private readonly refusals = new Refusals();
   private readonly foreign: ForeignReports;
   private idleWaiters: Array<() => void> = [];
-  /** CPU time of the last full pass's own work (derive, diff, bookkeeping), without waiting for the kernel; 0 after a route-only or address pass. */
-  private lastComputeMs = 0;
-  private holdTimer?: unknown;
-  /** When the current hold began; undefined when no pass is held. */
-  private holdStart?: number;
-  private lastChangeAt?: number;
+  private readonly burst: BurstHold;
+  private readonly kickNow = (): void => this.kick();
   private keptBackReported = false;
   private last?: PassResult;
   /**
@@ -135,6 +120,7 @@ export class Reconciler {
 
   constructor(private readonly options: ReconcilerOptions) {
     this.clock = options.clock ?? systemClock;
+    this.burst = new BurstHold(this.clock, options.holdThresholdMs);
     this.foreign = new ForeignReports(options.log);
     // After a re-dump (events were lost), what is missing was not necessarily deleted by
     // anyone: start the restore accounting afresh rather than throttle honest re-adds.
@@ -153,13 +139,12 @@ export class Reconciler {
   markDirty(): void {
     if (this.stopped) return;
     const now = this.clock.now();
-    const hold = this.shouldHold(now);
-    this.lastChangeAt = now;
+    const hold = this.burst.noteChange(now);
     this.dirty = true;
     // A pass that is running or about to run picks this change up.
     if (this.running !== undefined || this.scheduled) return;
-    if (hold) { this.hold(now); return; }
-    if (this.holdTimer !== undefined) return;
+    if (hold) { this.burst.hold(now, this.kickNow); return; }
+    if (this.burst.holding) return;
     this.scheduled = true;
     queueMicrotask(() => {
       this.scheduled = false;
@@ -181,7 +166,7 @@ export class Reconciler {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.retryTimer !== undefined) this.clock.clearTimeout(this.retryTimer);
-    if (this.holdTimer !== undefined) this.clock.clearTimeout(this.holdTimer);
+    this.burst.cancel();
     await this.running;
     this.dirty = false;
     this.notifyIdle();
@@ -207,29 +192,11 @@ export class Reconciler {
   /** Changes came in during the pass: the next one now, or when their burst is over. */
   private afterBusyPass(): void {
     const now = this.clock.now();
-    if (this.shouldHold(now)) this.hold(now); else this.kick();
-  }
-
-  /** Changes are still coming in (the last one less than QUIET_MS ago) and the last pass was expensive. */
-  private shouldHold(now: number): boolean {
-    return this.lastChangeAt !== undefined && now - this.lastChangeAt < QUIET_MS
-      && this.lastComputeMs >= (this.options.holdThresholdMs ?? HOLD_THRESHOLD_MS);
-  }
-
-  /** The pass waits until changes have been quiet for QUIET_MS, or MAX_HOLD_MS in all. */
-  private hold(now: number): void {
-    this.holdStart ??= now;
-    if (this.holdTimer !== undefined) this.clock.clearTimeout(this.holdTimer);
-    const wait = Math.min(QUIET_MS, this.holdStart + MAX_HOLD_MS - now);
-    this.holdTimer = this.clock.setTimeout(() => {
-      this.holdTimer = undefined;
-      this.holdStart = undefined;
-      this.kick();
-    }, Math.max(0, wait));
+    if (this.burst.shouldHold(now)) this.burst.hold(now, this.kickNow); else this.kick();
   }
 
   private notifyIdle(): void {
-    if (this.running !== undefined || this.dirty || this.scheduled || this.holdTimer !== undefined) return;
+    if (this.running !== undefined || this.dirty || this.scheduled || this.burst.holding) return;
     const waiters = this.idleWaiters;
     this.idleWaiters = [];
     for (const resolve of waiters) resolve();
@@ -388,7 +355,7 @@ export class Reconciler {
     const device = (index: number): string => observed.links.get(index)?.name ?? `#${index}`;
     // A route-only or address pass costs in proportion to the changes it looks at: waiting
     // for more of them would save nothing, only delay them.
-    this.lastComputeMs = kind === 'full' ? this.clock.now() - computeStart : 0;
+    this.burst.computeMs = kind === 'full' ? this.clock.now() - computeStart : 0;
     const results: OperationResult[] = operations.length > 0 ? await kernel.apply(operations) : [];
     // Written once the kernel has them, so that a lone change does not wait for its line.
     // Rules are what users look for; route copies can be thousands, so they go to debug
@@ -399,7 +366,7 @@ export class Reconciler {
       if (op.kind === 'add-rule' || op.kind === 'delete-rule') log.info(describeOperation(op, device));
       else if (debugging) log.debug(describeOperation(op, device));
     }
-    if (kind === 'full') this.lastComputeMs += this.clock.now() - logStart;
+    if (kind === 'full') this.burst.computeMs += this.clock.now() - logStart;
 
     let added = 0;
     let removed = 0;
