@@ -108,13 +108,8 @@ export function sameRouteContent(a: Route, b: Route): boolean {
     && sameNextHops(a, b);
 }
 
-/** Everything the kernel would tell about the two is the same. */
+/** Everything the kernel would tell about two routes known to have one key (found under it in one map) is the same. */
 export function identicalRoutes(a: Route, b: Route): boolean {
-  return a === b || (identicalAtOnePlace(a, b) && routeKey(a) === routeKey(b));
-}
-
-/** identicalRoutes() for two routes known to have one key (found under it in one map). */
-export function identicalAtOnePlace(a: Route, b: Route): boolean {
   return a === b || (sameRouteContent(a, b) && a.nhid === b.nhid && a.src === b.src && a.srcLength === b.srcLength);
 }
 

@@ -7,15 +7,14 @@
 // starts at 1 MB, each of these objects is copied by a scavenge and again on promotion.
 // A fixed 32 MB young generation holds the start-up pass of 10,000 routes, and costs a
 // higher start-up peak. Once settled it costs no resident memory, provided something was
-// collected: see collectStartUpGarbage (which --expose-gc is for).
+// collected: --expose-gc lets the daemon collect what a start-up or a burst over a full
+// table leaves behind once it is over (src/reclaim.ts), which V8 alone would keep.
 // The daemon's hot code runs cold at its first burst or start-up, and V8 compiles it on
 // the other core meanwhile: on a two-core host that competes with the writer of the
 // burst. Inlining less (200 bytes of bytecode per function, V8's default is 920) makes
 // those compilations smaller. A lone change runs the same code only a few times a
 // minute, and at V8's default it stays in the interpreter for hundreds of changes: an
 // interrupt budget of 8 KB of bytecode (V8's default is 66 KB) has it compiled sooner.
-// --expose-gc lets the daemon give back the memory a start-up or burst over a full table
-// leaves behind, once it is over (src/reclaim.ts): V8 alone would keep it while idle.
 // The figures: docs/performance.md.
 import { EXIT, exitCodeOf, parseCommandLine } from './config/parse';
 import type { Config } from './config/types';
@@ -27,27 +26,11 @@ import { EndpointSync } from './reconcile/endpoints';
 import { createLogger, type Logger } from './log';
 import type { DbusService } from './dbus/service';
 import { BUS_NAME } from './dbus/names';
+import { collectStartUpGarbage, exposedGarbageCollection, START_UP_SETTLED_MS } from './reclaim';
 
 // dbus-next, the manager sources and the D-Bus service take tens of milliseconds to load,
 // which a static run without D-Bus (and every start-up before the kernel) can do without.
 type ConnectionsModule = typeof import('./sources/connections');
-
-/** Heaps below this are scavenged once after start-up: see collectStartUpGarbage. */
-const SMALL_HEAP_BYTES = 16 * 1024 * 1024;
-const START_UP_SETTLED_MS = 10_000;
-
-/**
- * A small start-up (a few networks and routes) allocates less than the fixed young
- * generation holds, so V8 collects nothing, and nothing at idle starts a collection: what
- * loading the modules and the first pass left in the young generation would stay resident
- * for good. One scavenge frees it and starts V8's memory reducer. A scavenge's pause grows
- * with what survives it, so a larger start-up's heap is left to V8, which collects it on
- * its own within its first idle seconds.
- */
-function collectStartUpGarbage(): void {
-  const gc = (globalThis as { gc?: (options: { type: 'minor' }) => void }).gc;
-  if (gc !== undefined && process.memoryUsage().heapUsed < SMALL_HEAP_BYTES) gc({ type: 'minor' });
-}
 
 function fail(message: string, code: number): never {
   process.stderr.write(`dynmhs: ${message}\n`);
@@ -91,9 +74,10 @@ async function main(argv: readonly string[]): Promise<void> {
     log,
     onChange: () => daemon.emit('changed'),
   });
+  const gc = exposedGarbageCollection();
   const daemon: Daemon = new Daemon({
     endpoints,
-    collectGarbage: typeof globalThis.gc === 'function' ? () => globalThis.gc!() : undefined,
+    collectGarbage: gc !== undefined ? () => gc() : undefined,
     kernel: new RtnetlinkKernel(log),
     log,
     config,
@@ -191,7 +175,7 @@ async function main(argv: readonly string[]): Promise<void> {
   log.info(`dynmhs running: ${networks || 'no networks yet'} (source ${config.source})`);
   // Once start-up's own flurry (the first changes, a manager bringing connections up) is
   // usually over, as V8's memory reducer waits seconds after activity.
-  setTimeout(collectStartUpGarbage, START_UP_SETTLED_MS).unref();
+  if (gc !== undefined) setTimeout(() => collectStartUpGarbage(gc, process.memoryUsage().heapUsed), START_UP_SETTLED_MS).unref();
 }
 
 void main(process.argv.slice(2));

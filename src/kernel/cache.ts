@@ -3,7 +3,7 @@
 // link goes down or loses its last address, or for main's routes whose source hint
 // goes, so the cache drops them itself (and the kernel adapter re-dumps routes when
 // such a flush may have happened, to be sure).
-import { identicalAtOnePlace, ipv4PlaceKey, mainIpv4Key, routeBaseKey, routeKey, ruleKey } from '../keys';
+import { identicalRoutes, ipv4PlaceKey, mainIpv4Key, routeBaseKey, routeKey, ruleKey } from '../keys';
 import { MAIN_TABLE, type Address, type Link, type Observed, type Operation, type Route, type Rule } from '../model';
 import { RouteMap } from './route-map';
 import type { KernelChanges } from './types';
@@ -66,7 +66,7 @@ export class ObservedCache {
       if (previous !== undefined && event.kind === 'route') {
         const key = routeKey(event.route);
         const old = previous.get(key);
-        this.applyRoute(old !== undefined && identicalAtOnePlace(old, event.route) ? old : event.route, event.removed, event.replace, true, key);
+        this.applyRoute(old !== undefined && identicalRoutes(old, event.route) ? old : event.route, event.removed, event.replace, true, key);
         continue;
       }
       this.apply(event);
@@ -201,7 +201,7 @@ export class ObservedCache {
     }
     // The echo of a route we added, or a dump repeating what we know: keep the object we
     // have, so passes see nothing changed (and derived copies keep their memoized keys).
-    if (!replace && before !== undefined && identicalAtOnePlace(before, route)) return false;
+    if (!replace && before !== undefined && identicalRoutes(before, route)) return false;
     if (replace && route.family === 4 && route.table === MAIN_TABLE) this.replaceInMain(key, route);
     if (replace && route.family === 6) {
       const base = routeBaseKey(route);

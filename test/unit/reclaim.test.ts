@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Reclaimer, RECLAIM_MIN_CHANGES, RECLAIM_QUIET_MS } from '../../src/reclaim';
+import { collectStartUpGarbage, Reclaimer, RECLAIM_MIN_CHANGES, RECLAIM_QUIET_MS } from '../../src/reclaim';
 import { FakeClock } from './fixtures';
 
 function reclaimer(): { clock: FakeClock; collections: number[]; reclaim: Reclaimer } {
@@ -46,4 +46,13 @@ test('stop cancels a pending collection', () => {
   reclaim.stop();
   clock.advance(10 * RECLAIM_QUIET_MS);
   assert.deepEqual(collections, []);
+});
+
+test('a small start-up is scavenged once; a large heap is left to V8 and the Reclaimer', () => {
+  const calls: unknown[] = [];
+  const gc = (options?: { type: 'minor' | 'major' }): void => { calls.push(options); };
+  collectStartUpGarbage(gc, 6 * 1024 * 1024);
+  assert.deepEqual(calls, [{ type: 'minor' }]);
+  collectStartUpGarbage(gc, 200 * 1024 * 1024);
+  assert.equal(calls.length, 1, 'a scavenge of a large heap is a long pause');
 });
