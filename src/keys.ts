@@ -1,5 +1,6 @@
 // Identities of kernel objects, as the kernel itself tells two objects apart.
 import { MAIN_TABLE, type Operation, type Route, type Rule } from './model';
+import { memoOf, setMemo } from './route-record';
 
 /**
  * IPv4 keeps one route per (table, prefix, tos, metric) unless routes are appended,
@@ -11,41 +12,28 @@ import { MAIN_TABLE, type Operation, type Route, type Rule } from './model';
  * identity includes the device and gateway. Multipath routes are one object.
  */
 export function routeKey(route: Route): string {
-  return (route as Memo)[ROUTE_KEY] ?? computeRouteKey(route);
+  const memo = memoOf(route);
+  return typeof memo === 'string' ? memo : computeRouteKey(route);
 }
 
 /**
  * routeKey(), remembered for as long as the route lives: for the copies a pass derives,
  * whose keys every later pass and operation asks for. The kernel's routes are keyed once,
- * by the cache that holds them.
+ * by the cache that holds them (and their slot holds their copies: route-record.ts).
  */
 export function keyedRoute(route: Route): string {
-  let key = (route as Memo)[ROUTE_KEY];
-  if (key === undefined) {
-    key = computeRouteKey(route);
-    remember(route, ROUTE_KEY, key);
-  }
+  const memo = memoOf(route);
+  if (typeof memo === 'string') return memo;
+  const key = computeRouteKey(route);
+  if (memo === undefined) setMemo(route, key);
   return key;
 }
 
-/**
- * Keeps `value` on the immutable `target` under `symbol`, not enumerable: invisible to
- * comparisons and spreads. Not in a WeakMap: V8's object hash tables slow down sharply
- * past a million or two keys (identity hashes have about 20 bits), and a full table is
- * that many routes and as many copies.
- */
-export function remember(target: object, symbol: symbol, value: unknown): void {
-  if (Object.prototype.hasOwnProperty.call(target, symbol)) (target as Record<symbol, unknown>)[symbol] = value;
-  else Object.defineProperty(target, symbol, { value, writable: true });
-}
-
-const ROUTE_KEY = Symbol('routeKey');
-type Memo = { [ROUTE_KEY]?: string };
-
 const ruleKeys = new WeakMap<Rule, string>();
 
-// Route and rule keys share one namespace ("route …"/"rule …"): the loop tracks both
-// kinds in one set, and a key made once per object is cheaper than a prefix per use.
+// Route and rule keys share one namespace ("4|…", "6|…" for routes, "rule|…"): the loop
+// tracks both kinds in one set, and a key made once per object is cheaper than a prefix
+// per use. The route keys' heads are short: a full table keeps two of them per route.
 //
 // Keys are joined, not concatenated: V8 keeps a `+` or template result of 13 characters
 // or more as a tree of its parts (a ConsString, 32 bytes per part) and hashes it by
@@ -58,7 +46,7 @@ function computeRouteKey(route: Route): string {
     // Routes appended on one link share one copy in that link's table: one key for them.
     return mainIpv4Key(place, route.nexthops !== undefined ? 'mp' : route.oif);
   }
-  const parts = baseKeyParts(route, 'route 6');
+  const parts = baseKeyParts(route, 6);
   if (route.nexthops !== undefined) parts.push('mp');
   else parts.push(route.oif ?? '', route.gateway ?? '');
   return parts.join('|');
@@ -66,7 +54,7 @@ function computeRouteKey(route: Route): string {
 
 /** An IPv4 route's place in its table (prefix, TOS, metric): the key of every IPv4 route outside main. */
 export function ipv4PlaceKey(route: Route): string {
-  return ['route 4', route.table, route.dst, route.dstLength, route.tos, route.metric].join('|');
+  return [4, route.table, route.dst, route.dstLength, route.tos, route.metric].join('|');
 }
 
 /** The key of an IPv4 main-table route in `place` (ipv4PlaceKey) via device `oif` (or multipath). */

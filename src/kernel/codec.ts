@@ -7,6 +7,7 @@
 import { getSystemErrorName } from 'node:util';
 import { anyAddress, readAddress, writeAddress } from '../address';
 import type { Address, Family, Link, NextHop, Operation, Route, RouteType, Rule } from '../model';
+import { RouteRecord } from '../route-record';
 import type { CacheEvent, CacheKind } from './cache';
 
 export const NLMSG_ERROR = 2;
@@ -213,7 +214,7 @@ function decodeMultipath(data: Buffer, start: number, end: number): NextHop[] {
   return hops;
 }
 
-// The fields in the order copyVia (policy/derive.ts) writes them: one hidden class for both.
+// A RouteRecord, as copyVia (policy/derive.ts) makes them: one hidden class for both.
 function decodeRoute(data: Buffer, start: number, end: number): Route | undefined {
   if (end - start < 12) return undefined;
   const family = familyOfAf(data[start]);
@@ -221,26 +222,25 @@ function decodeRoute(data: Buffer, start: number, end: number): Route | undefine
   // Cloned entries are the route cache, not routes anyone configured.
   if (family === undefined || (flags & RTM_F_CLONED) !== 0) return undefined;
   const attrs = routeAttrs.read(data, start + 12, end);
-  const srcLength = data[start + 2];
-  return {
+  return new RouteRecord(
     family,
-    table: attrs.u32(data, RTA_TABLE, data[start + 4]),
-    dst: attrs.address(data, RTA_DST) ?? anyAddress(family),
-    dstLength: data[start + 1],
-    tos: data[start + 3],
-    metric: attrs.u32(data, RTA_PRIORITY, 0),
-    protocol: data[start + 5],
-    scope: data[start + 6],
-    type: ROUTE_TYPES[data[start + 7]] ?? 'unspec',
-    oif: attrs.has(RTA_OIF) ? data.readInt32LE(attrs.at[RTA_OIF]) : undefined,
-    gateway: attrs.sharedAddress(data, RTA_GATEWAY),
-    prefsrc: attrs.sharedAddress(data, RTA_PREFSRC),
-    nexthops: attrs.has(RTA_MULTIPATH) ? decodeMultipath(data, attrs.at[RTA_MULTIPATH], attrs.at[RTA_MULTIPATH] + attrs.size[RTA_MULTIPATH]) : undefined,
-    nhid: attrs.has(RTA_NH_ID) ? attrs.u32(data, RTA_NH_ID, 0) : undefined,
-    onlink: (flags & RTNH_F_ONLINK) !== 0,
-    src: attrs.address(data, RTA_SRC),
-    srcLength,
-  };
+    attrs.u32(data, RTA_TABLE, data[start + 4]),
+    attrs.address(data, RTA_DST) ?? anyAddress(family),
+    data[start + 1],
+    data[start + 3],
+    attrs.u32(data, RTA_PRIORITY, 0),
+    data[start + 5],
+    data[start + 6],
+    ROUTE_TYPES[data[start + 7]] ?? 'unspec',
+    attrs.has(RTA_OIF) ? data.readInt32LE(attrs.at[RTA_OIF]) : undefined,
+    attrs.sharedAddress(data, RTA_GATEWAY),
+    attrs.sharedAddress(data, RTA_PREFSRC),
+    attrs.has(RTA_MULTIPATH) ? decodeMultipath(data, attrs.at[RTA_MULTIPATH], attrs.at[RTA_MULTIPATH] + attrs.size[RTA_MULTIPATH]) : undefined,
+    attrs.has(RTA_NH_ID) ? attrs.u32(data, RTA_NH_ID, 0) : undefined,
+    (flags & RTNH_F_ONLINK) !== 0,
+    attrs.address(data, RTA_SRC),
+    data[start + 2],
+  );
 }
 
 function decodeRule(data: Buffer, start: number, end: number): Rule | undefined {

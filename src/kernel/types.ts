@@ -23,7 +23,7 @@ export interface Kernel extends EventEmitter {
   stop(): Promise<void>;
   observed(): Observed;
   /**
-   * Keys ("route K"/"rule K", keys.ts) of objects the kernel reported deleted since the
+   * Keys (keys.ts) of objects the kernel reported deleted since the
    * last call, other than by our own delete operations. Clears the set.
    */
   takeForeignDeletions(): ReadonlySet<string>;

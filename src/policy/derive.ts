@@ -1,10 +1,11 @@
 // What dynmhs wants in the kernel, as a pure function of what it sees.
 import { isLinkLocal } from '../address';
-import { keyedRoute, remember, routeKey, ruleKey } from '../keys';
+import { keyedRoute, routeKey, ruleKey } from '../keys';
 import {
   DYNMHS_PROTOCOL, MAIN_TABLE,
   type Address, type Desired, type Link, type ManagedNetwork, type NextHop, type Observed, type Route, type Rule,
 } from '../model';
+import { memoOf, RouteRecord, setMemo } from '../route-record';
 
 /** One network's share of the desired state, also what status reports show. */
 export interface NetworkPlan {
@@ -51,18 +52,13 @@ export function copyForTable(route: Route, linkIndex: number, table: number): Ro
   return copyVia(route, table, undefined, undefined, hops);
 }
 
-// One literal of one shape, not spreads: at start-up a pass makes 10,000s of copies
-// with code that has not been optimised yet. Its fields are in the order the decoder
-// writes them (codec.ts), so copies and the kernel's routes share one hidden class:
-// the code that handles both then stays monomorphic instead of being compiled again.
+// One record of one shape, not spreads: at start-up a pass makes 10,000s of copies with
+// code that has not been optimised yet, and copies and the kernel's routes are made alike
+// (codec.ts), so the code that handles both stays monomorphic.
 function copyVia(route: Route, table: number, oif: number | undefined, gateway: string | undefined,
   nexthops: readonly NextHop[] | undefined): Route {
-  // `satisfies` makes every field of Route appear here: a new field must be decided on.
-  return {
-    family: route.family, table, dst: route.dst, dstLength: route.dstLength, tos: route.tos, metric: route.metric,
-    protocol: DYNMHS_PROTOCOL, scope: route.scope, type: route.type, oif, gateway, prefsrc: route.prefsrc,
-    nexthops, nhid: undefined, onlink: route.onlink, src: route.src, srcLength: route.srcLength,
-  } satisfies Record<keyof Route, unknown>;
+  return new RouteRecord(route.family, table, route.dst, route.dstLength, route.tos, route.metric, DYNMHS_PROTOCOL,
+    route.scope, route.type, oif, gateway, route.prefsrc, nexthops, undefined, route.onlink, route.src, route.srcLength);
 }
 
 // A main-table route object lives until the kernel changes it, so its copies can too:
@@ -75,12 +71,11 @@ interface CopySlot {
   readonly table: number;
   readonly copy: Route | undefined;
 }
-const COPIES = Symbol('copies');
-type WithCopies = { [COPIES]?: Route | CopySlot[] };
+type Copies = Route | CopySlot[];
 
 /** The copy of `route` for the network on `linkIndex` (see copyForTable), made once per route object. */
 export function cachedCopy(route: Route, linkIndex: number, table: number): Route | undefined {
-  const known = (route as WithCopies)[COPIES];
+  const known = memoOf(route) as Copies | undefined;
   if (known !== undefined) {
     if (!Array.isArray(known)) {
       if (known.oif === linkIndex && known.table === table) return known;
@@ -91,17 +86,17 @@ export function cachedCopy(route: Route, linkIndex: number, table: number): Rout
   const copy = copyForTable(route, linkIndex, table);
   if (copy !== undefined) keyedRoute(copy);
   if (known === undefined && copy !== undefined && copy.oif === linkIndex) {
-    remember(route, COPIES, copy);
+    setMemo(route, copy);
     return copy;
   }
-  // Once a list, always the same list: the property is written once.
+  // Once a list, always the same list: the slot is written once.
   if (Array.isArray(known)) {
     known.push({ linkIndex, table, copy });
     return copy;
   }
   const slots: CopySlot[] = known === undefined ? [] : [{ linkIndex: known.oif!, table: known.table, copy: known }];
   slots.push({ linkIndex, table, copy });
-  remember(route, COPIES, slots);
+  setMemo(route, slots);
   return copy;
 }
 
