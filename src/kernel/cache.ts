@@ -3,7 +3,7 @@
 // link goes down or loses its last address, or for main's routes whose source hint
 // goes, so the cache drops them itself (and the kernel adapter re-dumps routes when
 // such a flush may have happened, to be sure).
-import { identicalRoutes, ipv4PlaceKey, mainIpv4Key, routeBaseKey, routeKey, ruleKey } from '../keys';
+import { identicalRoutes, ipv4PlaceKey, mainIpv4Key, routeKey, ruleKey } from '../keys';
 import { MAIN_TABLE, type Address, type Link, type Observed, type Operation, type Route, type Rule } from '../model';
 import { RouteMap } from './route-map';
 import type { KernelChanges } from './types';
@@ -204,12 +204,9 @@ export class ObservedCache {
     if (!replace && before !== undefined && identicalRoutes(before, route)) return false;
     if (replace && route.family === 4 && route.table === MAIN_TABLE) this.replaceInMain(key, route);
     if (replace && route.family === 6) {
-      const base = routeBaseKey(route);
-      for (const [k, r] of this.routes) {
-        if (r.family === 6 && routeBaseKey(r) === base) {
-          if (note) this.noteRouteChange(k, r);
-          this.routes.delete(k);
-        }
+      for (const k of this.routes.inPlace(route)) {
+        if (note) this.noteRouteChange(k, this.routes.get(k));
+        this.routes.delete(k);
       }
     }
     if (note) this.noteRouteChange(key, this.routes.get(key));
