@@ -1,6 +1,7 @@
 // The table `npm run bench` prints, from the results it writes: one column per daemon
 // (dynmhs, and upstream DynMHS given BENCH_UPSTREAM) and their ratio.
 import type { benchManagers } from './managers';
+import type { ReplaceRun } from './replace';
 
 type LatencyKind = 'addrEventToRule' | 'sendToRule' | 'delAddrEventToRuleGone' | 'delSendToRuleGone';
 const r1 = (x: number | null | undefined): number | null => (x === null || x === undefined ? null : Math.round(x * 1000) / 1000);
@@ -78,6 +79,13 @@ export function printReport(results: Record<string, unknown>, idleSeconds: numbe
     row('(7) networkd link up → rule + route p50 / p99', '< 20 ms', only(`${nd.p50_ms} / ${nd.p99_ms} ms (n=${nd.runs})`));
   }
   scaleRows(results, row, only);
+  const replace = results.replace6 as ReplaceRun | undefined;
+  if (replace !== undefined) {
+    row(`(9) ${replace.routes / 1000}k IPv6 routes: ${replace.replaced / 1000}k replaced → copies follow`, '', (r) => {
+      const x = r.replace6 as ReplaceRun | undefined;
+      return x && { value: x.convergeMs, text: `${x.convergeMs === null ? 'NOT converged' : `${Math.round(x.convergeMs)} ms`} (the batch ${Math.round(x.batchMs)} ms), ${x.stale} stale` };
+    });
+  }
   row('(6) kernel ip -batch 10k adds / 10k deletes', 'reference', only(`${Math.round(kernel.add10kTableMs)} / ${Math.round(kernel.del10kTableMs)} ms (main adds ${Math.round(kernel.add10kMainMs)} ms)`));
   // With upstream: its column, and dynmhs ÷ upstream of the first figure (p50, ms, MB).
   const table = rows.map((r) => {

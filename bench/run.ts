@@ -13,14 +13,16 @@
 //      (real managers on a private bus: bench/managers.ts; BENCH_MANAGER_RUNS per manager)
 //  (8) scale: 10k, 100k, 1M main-table routes → start-up, RSS, a burst of 100k adds, stop
 //      (bench/scale.ts; BENCH_SCALE sizes, BENCH_SCALE_BURST)
+//  (9) IPv6 replaces beside 20,000 IPv6 routes → the copies follow (bench/replace.ts;
+//      BENCH_REPLACE_ROUTES, BENCH_REPLACE_BURST)
 //
 // Environment: BENCH_RUNS (default 200 latency runs per family), BENCH_IDLE_S (default 30),
 // BENCH_SETTLE_S (default 25: wait after convergence before the idle window),
-// BENCH_ONLY (comma list of latency,idle,startup,burst,managers,scale: run only these; the kernel reference always runs),
+// BENCH_ONLY (comma list of latency,idle,startup,burst,managers,scale,replace: run only these; the kernel reference always runs),
 // BENCH_REPEAT (default 5: runs of (2)+(4) and of (3), each in fresh namespaces; the median run is reported),
 // BENCH_DAEMON_NODE_ARGS (node options for the daemon only, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`),
 // BENCH_DAEMON_ARGS (more daemon options, e.g. `--loglevel 1`),
-// BENCH_UPSTREAM (path of a C++ DynMHS binary: (1), (2)+(4), (5) and (8) then run for both, interleaved,
+// BENCH_UPSTREAM (path of a C++ DynMHS binary: (1), (2)+(4), (5), (8) and (9) then run for both, interleaved,
 // and the table prints both and the ratio), BENCH_ROUNDS (latency rounds, each against a fresh
 // daemon in fresh namespaces, the two alternating; default 4 with BENCH_UPSTREAM, else 1),
 // BENCH_LATENCY_ROUTES (default 0: routes via wan1/wan2 in main during (1), e.g. 10000 for a
@@ -37,6 +39,7 @@ import { netnsSkipReason, README_NETS, Topology, WAN1, WAN2 } from '../test/help
 import { sleep, WaitAbort, waitFor } from '../test/helpers/wait';
 import { benchManagers } from './managers';
 import { printReport } from './report';
+import { benchReplace } from './replace';
 import { benchScale } from './scale';
 import { stats } from './stats';
 import { dynmhsSubject, upstreamSubject, upstreamVersion, type Running, type Subject } from './subjects';
@@ -61,7 +64,7 @@ async function stopDaemon(d: DaemonProcess): Promise<void> {
 const UPSTREAM = process.env.BENCH_UPSTREAM ? resolve(process.env.BENCH_UPSTREAM) : undefined;
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? (UPSTREAM ? 4 : 1)));
 const LATENCY_ROUTES = Math.max(0, Number(process.env.BENCH_LATENCY_ROUTES ?? 0));
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'latency,idle,startup,burst,managers,scale').split(',').map((x) => x.trim()));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'latency,idle,startup,burst,managers,scale,replace').split(',').map((x) => x.trim()));
 const DAEMON_ENV = { nodeArgs: (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '') };
 const now = (): number => performance.timeOrigin + performance.now();
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
@@ -454,6 +457,12 @@ async function main(): Promise<number> {
   // (8) scale: the curve over 10k, 100k and 1M main-table routes, subjects interleaved
   if (ONLY.has('scale')) {
     results.scaleKernel = await benchScale({ subjects, inTurn, sink, withTopology, expectedCounts, startCounter, procTotals });
+  }
+
+  // (9) IPv6 replaces beside a large IPv6 table
+  if (ONLY.has('replace')) {
+    console.error('(9) IPv6 replaces beside a large IPv6 table …');
+    await benchReplace({ subjects, sink, withTopology, stopSubject });
   }
 
   printReport(results, IDLE_S);
