@@ -9,12 +9,12 @@
 import { EventEmitter } from 'node:events';
 import { Message, Variant, sessionBus } from 'dbus-next';
 import type { MessageBus } from 'dbus-next';
-import type { AppliedCounts, DaemonControl, DaemonStatus, NetworkStatus } from '../control';
+import type { AppliedCounts, DaemonControl, DaemonStatus } from '../control';
 import { ControlError } from '../control';
 import type { Logger } from '../log';
 import {
   BUS_NAME, DbusErrorName, INTROSPECTABLE_INTERFACE, MANAGER_INTERFACE, MANAGER_PATH, NETWORK_INTERFACE,
-  NETWORK_PATH_PREFIX, OBJECT_MANAGER_INTERFACE, PEER_INTERFACE, PROPERTIES_INTERFACE, PolkitAction, networkPath,
+  NETWORK_PATH_PREFIX, OBJECT_MANAGER_INTERFACE, PEER_INTERFACE, PROPERTIES_INTERFACE, PolkitAction,
 } from './names';
 import { PolkitAuthorizer, errorName, errorText, withTimeout } from './polkit';
 import type { AuthorizerOptions } from './polkit';
@@ -22,6 +22,8 @@ import {
   MANAGER_SPEC, NETWORK_SPEC, OBJECT_MANAGER_SPEC, STANDARD_SPECS, inSignature, introspectionXml, outSignature,
 } from './spec';
 import type { InterfaceSpec, MethodSpec } from './spec';
+import { changeSignals, describe, snapshotOf, u32, variants } from './snapshot';
+import type { PropertyValues, Snapshot } from './snapshot';
 import { interfaceNameProblem, isLogLevel, logLevelProblem, printable, tableProblem } from './validate';
 
 export const DEFAULT_SYSTEM_BUS_ADDRESS = 'unix:path=/run/dbus/system_bus_socket';
@@ -67,23 +69,6 @@ class ReplyError extends Error {
   constructor(readonly errorName: string, message: string) {
     super(message);
   }
-}
-
-type PropertyValues = ReadonlyMap<string, unknown>;
-
-interface PublishedNetwork {
-  readonly interfaceName: string;
-  readonly values: PropertyValues;
-  /** JSON of each value, to find what changed. */
-  readonly keys: ReadonlyMap<string, string>;
-}
-
-interface Snapshot {
-  readonly status: DaemonStatus;
-  readonly managerValues: PropertyValues;
-  readonly managerKeys: ReadonlyMap<string, string>;
-  /** By object path, in the order of status().networks. */
-  readonly networks: ReadonlyMap<string, PublishedNetwork>;
 }
 
 /**
@@ -231,48 +216,16 @@ class ServiceImpl implements DbusService {
       return;
     }
     this.dirty = false;
-    const networks = new Map<string, PublishedNetwork>();
-    for (const network of status.networks) {
-      const values = networkValues(network);
-      networks.set(networkPath(network.interfaceName), { interfaceName: network.interfaceName, values, keys: keysOf(values) });
-    }
-    const managerValues = managerValues_(status, [...networks.keys()]);
-    const next: Snapshot = { status, managerValues, managerKeys: keysOf(managerValues), networks };
+    const next = snapshotOf(status);
     const previous = this.snapshot;
     this.snapshot = next;
     if (emit && previous !== undefined) this.emitDifferences(previous, next);
   }
 
   private emitDifferences(previous: Snapshot, next: Snapshot): void {
-    for (const [path, old] of previous.networks) {
-      if (next.networks.has(path)) continue;
-      this.signal(path, OBJECT_MANAGER_INTERFACE, 'InterfacesRemoved', 'oas', [path, [NETWORK_INTERFACE]], MANAGER_PATH);
-      this.signal(MANAGER_PATH, MANAGER_INTERFACE, 'NetworkRemoved', 'os', [path, old.interfaceName]);
+    for (const change of changeSignals(previous, next)) {
+      this.signal(change.path, change.iface, change.member, change.signature, change.body, change.from);
     }
-    for (const [path, network] of next.networks) {
-      const old = previous.networks.get(path);
-      if (old === undefined) {
-        this.signal(path, OBJECT_MANAGER_INTERFACE, 'InterfacesAdded', 'oa{sa{sv}}',
-          [path, { [NETWORK_INTERFACE]: variants(NETWORK_SPEC, network.values) }], MANAGER_PATH);
-        this.signal(MANAGER_PATH, MANAGER_INTERFACE, 'NetworkAdded', 'os', [path, network.interfaceName]);
-      } else {
-        this.propertiesChanged(path, NETWORK_SPEC, old.keys, network);
-      }
-    }
-    this.propertiesChanged(MANAGER_PATH, MANAGER_SPEC, previous.managerKeys, { values: next.managerValues, keys: next.managerKeys });
-  }
-
-  private propertiesChanged(path: string, spec: InterfaceSpec, oldKeys: ReadonlyMap<string, string>,
-    next: { values: PropertyValues; keys: ReadonlyMap<string, string> }): void {
-    const changed: Record<string, Variant> = {};
-    const invalidated: string[] = [];
-    for (const property of spec.properties) {
-      if (oldKeys.get(property.name) === next.keys.get(property.name)) continue;
-      if (property.emits === 'invalidates') invalidated.push(property.name);
-      else changed[property.name] = new Variant(property.type, next.values.get(property.name));
-    }
-    if (Object.keys(changed).length === 0 && invalidated.length === 0) return;
-    this.signal(path, PROPERTIES_INTERFACE, 'PropertiesChanged', 'sa{sv}as', [spec.name, changed, invalidated]);
   }
 
   private emitPolicyApplied(counts: AppliedCounts): void {
@@ -522,61 +475,4 @@ function rejectIf(problem: string | undefined): void {
 
 function describeArgs(method: MethodSpec): string {
   return method.in.length === 0 ? '(no arguments)' : method.in.map((arg) => arg.name).join(', ');
-}
-
-function keysOf(values: PropertyValues): Map<string, string> {
-  const keys = new Map<string, string>();
-  for (const [name, value] of values) keys.set(name, JSON.stringify(value));
-  return keys;
-}
-
-function variants(spec: InterfaceSpec, values: PropertyValues): Record<string, Variant> {
-  const out: Record<string, Variant> = {};
-  for (const property of spec.properties) out[property.name] = new Variant(property.type, values.get(property.name));
-  return out;
-}
-
-const u32 = (n: number): number => (Number.isFinite(n) && n >= 0 ? Math.min(Math.trunc(n), 0xffffffff) : 0);
-const i32 = (n: number): number => (Number.isFinite(n) ? Math.max(-0x80000000, Math.min(Math.trunc(n), 0x7fffffff)) : 0);
-const str = (s: unknown): string => (typeof s === 'string' ? s : s === undefined || s === null ? '' : String(s));
-
-function managerValues_(status: DaemonStatus, paths: string[]): Map<string, unknown> {
-  return new Map<string, unknown>([
-    ['Version', str(status.version)],
-    ['Source', str(status.source)],
-    ['State', str(status.state)],
-    ['Networks', paths],
-  ]);
-}
-
-function networkValues(n: NetworkStatus): Map<string, unknown> {
-  return new Map<string, unknown>([
-    ['Interface', str(n.interfaceName)],
-    ['InterfaceIndex', i32(n.interfaceIndex)],
-    ['Table', u32(n.table)],
-    ['Priority', u32(n.priority)],
-    ['Origin', str(n.origin)],
-    ['ConnectionId', str(n.connectionId)],
-    ['ConnectionUuid', str(n.connectionUuid)],
-    ['DeviceType', str(n.deviceType)],
-    ['Addresses', n.addresses.map((x) => [i32(x.family), str(x.address), u32(x.prefixLength)])],
-    ['Rules', n.rules.map((r) => [i32(r.family), u32(r.priority), str(r.from), u32(r.table)])],
-    ['Routes', n.routes.map((r) => [
-      i32(r.family), str(r.destination), str(r.gateway), str(r.device), u32(r.metric), str(r.prefsrc), str(r.scope), str(r.type),
-    ])],
-    ['State', str(n.state)],
-    ['MptcpFlags', str(n.mptcpFlags ?? 'off')],
-    ['Endpoints', (n.endpoints ?? []).map((e) => [u32(e.id), str(e.address), str(e.flags), e.own === true])],
-  ]);
-}
-
-/** Describe(): the whole state as one JSON document (field names as in DaemonStatus, plus each network's object path). */
-function describe(snapshot: Snapshot): string {
-  const { status } = snapshot;
-  return JSON.stringify({
-    version: status.version,
-    source: status.source,
-    state: status.state,
-    networks: status.networks.map((n) => ({ path: networkPath(n.interfaceName), ...n })),
-  });
 }
