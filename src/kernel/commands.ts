@@ -14,7 +14,8 @@
 import { RawNetlinkSocket } from 'netlink/dist/raw';
 import type { Operation } from '../model';
 import { patchedNative, type PatchedNative } from './native';
-import { errnoName, errorOf, forEachMessage, NLMSG_ERROR, RequestWriter } from './codec';
+import { errnoName, errorOf, forEachMessage, NLMSG_ERROR } from './codec';
+import { RequestWriter } from './requests';
 
 const NETLINK_ROUTE = 0;
 /**

@@ -3,7 +3,8 @@
 // answers a second one on the same socket with EBUSY.
 import { RawNetlinkSocket } from 'netlink/dist/raw';
 import type { CacheEvent, CacheKind } from './cache';
-import { decodeEvent, errnoName, errorOf, forEachMessage, NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, RequestWriter, RTM } from './codec';
+import { decodeEvent, errnoName, errorOf, forEachMessage, NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, RTM } from './codec';
+import { RequestWriter } from './requests';
 
 const NETLINK_ROUTE = 0;
 /** A dump the kernel marks inconsistent (the table changed under it) is repeated this often. */

@@ -1,5 +1,5 @@
 // The real kernel over rtnetlink (raw sockets of the `netlink` package, messages in
-// codec.ts). Three sockets: a monitor socket that only joins the multicast groups, a
+// codec.ts, requests.ts). Three sockets: a monitor socket that only joins the multicast groups, a
 // dump socket (dump.ts: a multipart reply must not interleave with events), and a
 // command socket for changes (commands.ts), so that the replies to thousands of
 // requests never crowd out events. Events of a kind being dumped are held and replayed
