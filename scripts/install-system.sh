@@ -146,10 +146,17 @@ put_tree() {         # put_tree SOURCE_DIR TARGET_DIR: a whole new tree, modes 0
 
 # ------------------------------------------------------------------ the daemon and its modules
 echo "Installing dynmhs into ${DESTDIR:-/} (PREFIX=$PREFIX)"
-# production modules only: the package directories `npm ls --omit=dev` names, copied from
-# the tree we already have (no network needed; nested node_modules come with their parent)
-mapfile -t PACKAGES < <(cd "$REPO" && npm ls --omit=dev --all --parseable 2>/dev/null \
-    | sed -n "s|^$REPO/||p" | grep -E '^node_modules/(@[^/]+/)?[^/@]+$' | sort -u)
+# production modules only: the top-level package directories npm's lockfile does not mark
+# "dev" (what `npm ci --omit=dev` installs), copied from the tree we already have (no network
+# needed; nested node_modules come with their parent). Not `npm ls --omit=dev`: now and then,
+# on a busy machine, it listed only part of the tree.
+mapfile -t PACKAGES < <(cd "$REPO" && node -e '
+const { existsSync } = require("node:fs");
+const packages = require("./package-lock.json").packages ?? {};
+const dirs = Object.entries(packages)
+  .filter(([path, entry]) => /^node_modules\/(@[^/]+\/)?[^/@]+$/.test(path) && entry.dev !== true && existsSync(path))
+  .map(([path]) => path);
+console.log(dirs.sort().join("\n"));')
 for dep in $(cd "$REPO" && node -e 'console.log(Object.keys(require("./package.json").dependencies || {}).join(" "))'); do
     printf '%s\n' "${PACKAGES[@]}" | grep -qx "node_modules/$dep" || {
         echo "install-system: dependency $dep is not installed in $REPO/node_modules; run: npm ci" >&2; exit 1; }
