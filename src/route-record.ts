@@ -12,9 +12,9 @@ import type { Family, NextHop, Route, RouteType } from './model';
 const MEMO = Symbol('memo');
 const EMPTY_SLOT: PropertyDescriptor = { value: undefined, writable: true };
 
-type Record = { -readonly [K in keyof Route]: Route[K] } & { [MEMO]?: unknown };
+type WritableRoute = { -readonly [K in keyof Route]: Route[K] } & { [MEMO]?: unknown };
 
-function RouteFields(this: Record, family: Family, table: number, dst: string, dstLength: number, tos: number,
+function RouteFields(this: WritableRoute, family: Family, table: number, dst: string, dstLength: number, tos: number,
   metric: number, protocol: number, scope: number, type: RouteType, oif: number | undefined,
   gateway: string | undefined, prefsrc: string | undefined, nexthops: readonly NextHop[] | undefined,
   nhid: number | undefined, onlink: boolean | undefined, src: string | undefined, srcLength: number): void {
@@ -37,7 +37,7 @@ function RouteFields(this: Record, family: Family, table: number, dst: string, d
   this.srcLength = srcLength;
   Object.defineProperty(this, MEMO, EMPTY_SLOT);
 }
-// A field added to Route is to be added here too.
+// A field added to Route is to be added here too (test/unit/route-record.test.ts fails until it is).
 // Instances are plain objects for everyone else: assert.deepStrictEqual, for one, compares prototypes.
 RouteFields.prototype = Object.prototype;
 
@@ -46,7 +46,7 @@ export const RouteRecord = RouteFields as unknown as new (...fields: Parameters<
 
 /** What was kept on `route` (undefined: nothing yet). */
 export function memoOf(route: Route): unknown {
-  return (route as Record)[MEMO];
+  return (route as WritableRoute)[MEMO];
 }
 
 /**
@@ -54,6 +54,6 @@ export function memoOf(route: Route): unknown {
  * outside the object.
  */
 export function setMemo(route: Route, value: unknown): void {
-  if (Object.prototype.hasOwnProperty.call(route, MEMO)) (route as Record)[MEMO] = value;
+  if (Object.prototype.hasOwnProperty.call(route, MEMO)) (route as WritableRoute)[MEMO] = value;
   else Object.defineProperty(route, MEMO, { value, writable: true });
 }

@@ -75,7 +75,10 @@ type Copies = Route | CopySlot[];
 
 /** The copy of `route` for the network on `linkIndex` (see copyForTable), made once per route object. */
 export function cachedCopy(route: Route, linkIndex: number, table: number): Route | undefined {
-  const known = memoOf(route) as Copies | undefined;
+  const memo = memoOf(route);
+  // A key there means the route was asked for as if it were a copy: keep it, remember nothing.
+  if (typeof memo === 'string') return keyedCopy(copyForTable(route, linkIndex, table));
+  const known = memo as Copies | undefined;
   if (known !== undefined) {
     if (!Array.isArray(known)) {
       if (known.oif === linkIndex && known.table === table) return known;
@@ -83,13 +86,12 @@ export function cachedCopy(route: Route, linkIndex: number, table: number): Rout
       for (const slot of known) if (slot.linkIndex === linkIndex && slot.table === table) return slot.copy;
     }
   }
-  const copy = copyForTable(route, linkIndex, table);
-  if (copy !== undefined) keyedRoute(copy);
+  const copy = keyedCopy(copyForTable(route, linkIndex, table));
   if (known === undefined && copy !== undefined && copy.oif === linkIndex) {
     setMemo(route, copy);
     return copy;
   }
-  // Once a list, always the same list: the slot is written once.
+  // Once a list, always that list: it grows in place.
   if (Array.isArray(known)) {
     known.push({ linkIndex, table, copy });
     return copy;
@@ -97,6 +99,11 @@ export function cachedCopy(route: Route, linkIndex: number, table: number): Rout
   const slots: CopySlot[] = known === undefined ? [] : [{ linkIndex: known.oif!, table: known.table, copy: known }];
   slots.push({ linkIndex, table, copy });
   setMemo(route, slots);
+  return copy;
+}
+
+function keyedCopy(copy: Route | undefined): Route | undefined {
+  if (copy !== undefined) keyedRoute(copy);
   return copy;
 }
 

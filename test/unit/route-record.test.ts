@@ -13,11 +13,12 @@ const viaWan1 = (): Route => new RouteRecord(4, 254, '10.1.0.0', 16, 0, 100, 3, 
 test('a record is a plain object with Route\'s fields, in order; the memo is seen by no comparison, spread or JSON', () => {
   const record = viaWan1();
   setMemo(record, 'remembered');
-  const literal: Route = {
+  const literal = {
     family: 4, table: 254, dst: '10.1.0.0', dstLength: 16, tos: 0, metric: 100, protocol: 3, scope: 0, type: 'unicast',
     oif: 3, gateway: '10.0.0.1', prefsrc: undefined, nexthops: undefined, nhid: undefined, onlink: false, src: undefined,
     srcLength: 0,
-  };
+  } satisfies Record<keyof Route, unknown>;
+  // `satisfies` makes every field of Route appear above, so a field RouteRecord lacks fails here.
   assert.equal(Object.getPrototypeOf(record), Object.prototype);
   assert.deepEqual(Object.keys(record), Object.keys(literal));
   assert.deepStrictEqual(record, literal);
@@ -46,4 +47,14 @@ test('a main-table route keeps its copy in the slot, the copy its key; neither i
   assert.equal(keyedRoute(main), routeKey({ ...main }));
   assert.equal(routeKey(main), routeKey({ ...main }));
   assert.equal(memoOf(main), copy);
+});
+
+test('a main route asked for its key first still gets its copies, and keeps the key', () => {
+  const main = viaWan1();
+  const key = keyedRoute(main);
+  const copy = cachedCopy(main, 3, 2000)!;
+  assert.deepEqual(copy, { ...main, table: 2000, protocol: 249 });
+  assert.equal(memoOf(copy), routeKey({ ...copy }));
+  assert.equal(memoOf(main), key);
+  assert.equal(routeKey(main), key);
 });
