@@ -29,7 +29,7 @@ export class ObservedCache {
   private readonly rules = new Map<string, Rule>();
   private snapshotCache?: Observed;
   /**
-   * Routes changed since the last takeRouteChanges(), by key, each with the route it
+   * Routes changed since the last takeChanges(), by key, each with the route it
    * had before the first of those changes (undefined: there was none), also those the
    * cache dropped itself (see afterIpv4Removal). Undefined when links or rules changed
    * too, or a dump replaced a whole kind: then the next pass must look at everything.
@@ -49,12 +49,6 @@ export class ObservedCache {
     this.routeChanges = new Map();
     this.addressLinks = new Set();
     return changes;
-  }
-
-  /** Route changes alone (takeChanges): undefined when anything else changed too. Starts over. */
-  takeRouteChanges(): ReadonlyMap<string, Route | undefined> | undefined {
-    const changes = this.takeChanges();
-    return changes.addressLinks.size > 0 ? undefined : changes.routes;
   }
 
   /** Replaces everything of one kind with a dump's result. */
@@ -99,7 +93,7 @@ export class ObservedCache {
     this.snapshotCache = undefined;
     // The pass that made these changes accounts for them itself: they are not changes for
     // the next pass to look at, and its rule changes leave the rules as it wanted them,
-    // so the next pass may still look at route changes alone (see takeRouteChanges).
+    // so the next pass may still look at route changes alone (see takeChanges).
     switch (op.kind) {
       case 'add-route': this.applyRoute(op.route, false, false, false); break;
       case 'replace-route': this.applyRoute(op.route, false, true, false); break;

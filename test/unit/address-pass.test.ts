@@ -12,7 +12,7 @@ import { derive, type NetworkPlan } from '../../src/policy/derive';
 import { rulesAfterAddressChanges } from '../../src/reconcile/address-pass';
 import { diff } from '../../src/reconcile/diff';
 import { IncrementalRoutes } from '../../src/reconcile/incremental';
-import { addr, NETWORKS, networkOf, OTHER, random, route, rule, WAN1, WAN2 } from './fixtures';
+import { addr, fullPassOn, NETWORKS, networkOf, OTHER, random, route, rule, WAN1, WAN2 } from './fixtures';
 
 
 
@@ -63,10 +63,7 @@ for (const seed of Array.from({ length: 100 }, (_, i) => i + 1)) {
     let incremental: IncrementalRoutes;
     let decided = 0;
     const fullPass = (): void => {
-      const observed = cache.snapshot();
-      const { desired, plans } = derive(observed, NETWORKS);
-      for (const op of diff(desired, observed, networkOf).operations) cache.applyOperation(op);
-      cache.takeChanges();
+      const { desired, plans } = fullPassOn(cache);
       wanted = { plans, rules: desired.rules };
       incremental = new IncrementalRoutes(new Map(desired.routes), plans);
     };

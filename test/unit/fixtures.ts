@@ -1,5 +1,8 @@
 // Plain model values for unit tests: the DynMHS README host, wan1 (index 3) and wan2 (index 4).
+import type { ObservedCache } from '../../src/kernel/cache';
 import { routeKey } from '../../src/keys';
+import { derive, type Derived } from '../../src/policy/derive';
+import { diff } from '../../src/reconcile/diff';
 import { Random } from '../chaos/random';
 import type { Clock } from '../../src/reconcile/limiter';
 import type { Logger } from '../../src/log';
@@ -75,4 +78,22 @@ export const networkOf = (table: number): string | undefined => (table === 2000 
 export function random(seed: number): () => number {
   const generator = new Random(seed);
   return () => generator.next();
+}
+
+/**
+ * A full pass carried out on `cache` as the loop does it: derive and diff over its
+ * snapshot, every operation applied to it, its change list started over.
+ */
+export function fullPassOn(cache: ObservedCache): Derived {
+  const observed = cache.snapshot();
+  const derived = derive(observed, NETWORKS);
+  for (const op of diff(derived.desired, observed, networkOf).operations) cache.applyOperation(op);
+  cache.takeChanges();
+  return derived;
+}
+
+/** Route changes since the last call when nothing else changed (links, rules, addresses, a dump): else undefined. */
+export function routeChangesAlone(cache: ObservedCache): ReadonlyMap<string, Route | undefined> | undefined {
+  const changes = cache.takeChanges();
+  return changes.addressLinks.size > 0 ? undefined : changes.routes;
 }

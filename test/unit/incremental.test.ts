@@ -9,7 +9,7 @@ import { DYNMHS_PROTOCOL, type Operation, type Route } from '../../src/model';
 import { derive } from '../../src/policy/derive';
 import { diff } from '../../src/reconcile/diff';
 import { IncrementalRoutes } from '../../src/reconcile/incremental';
-import { addr, NETWORKS, networkOf, OTHER, random, route, WAN1, WAN2 } from './fixtures';
+import { addr, fullPassOn, NETWORKS, networkOf, OTHER, random, route, routeChangesAlone, WAN1, WAN2 } from './fixtures';
 
 
 
@@ -62,10 +62,7 @@ for (const seed of Array.from({ length: 100 }, (_, i) => i + 1)) {
     let decided = 0;
     let fullPasses = 0;
     const fullPass = (): void => {
-      const observed = cache.snapshot();
-      const { desired, plans } = derive(observed, NETWORKS);
-      for (const op of diff(desired, observed, networkOf).operations) cache.applyOperation(op);
-      cache.takeRouteChanges();
+      const { desired, plans } = fullPassOn(cache);
       incremental = new IncrementalRoutes(new Map(desired.routes), plans);
       fullPasses++;
     };
@@ -89,7 +86,7 @@ for (const seed of Array.from({ length: 100 }, (_, i) => i + 1)) {
           cache.apply({ kind: 'route', removed: false, replace: false, route: { ...same } });
         }
       }
-      const changes = cache.takeRouteChanges();
+      const changes = routeChangesAlone(cache);
       assert.ok(changes !== undefined, 'route events alone keep the change list');
       const observed = cache.snapshot();
       const operations = incremental!.apply(changes, observed.routesByKey, networkOf);
@@ -111,7 +108,7 @@ for (const seed of Array.from({ length: 100 }, (_, i) => i + 1)) {
       for (const [key, copy] of full.desired.routes) assert.equal(incremental!.routes.get(key), copy, key);
       assertOrdered(operations);
       for (const op of operations) cache.applyOperation(op);
-      cache.takeRouteChanges();
+      routeChangesAlone(cache);
     }
     assert.ok(decided > 100, `only ${decided} of 300 passes were route-only (${fullPasses} full)`);
   });
@@ -126,12 +123,12 @@ function sharesCopyWithMultipath(changed: Route | undefined, routes: ReadonlyMap
 
 test('anything but routes changing asks for a full pass', () => {
   const cache = new ObservedCache();
-  assert.equal(cache.takeRouteChanges(), undefined, 'nothing known yet');
-  assert.deepEqual([...cache.takeRouteChanges()!.keys()], []);
+  assert.equal(routeChangesAlone(cache), undefined, 'nothing known yet');
+  assert.deepEqual([...routeChangesAlone(cache)!.keys()], []);
   cache.apply({ kind: 'address', removed: false, address: addr(3, '10.101.0.2') });
-  assert.equal(cache.takeRouteChanges(), undefined, 'an address');
+  assert.equal(routeChangesAlone(cache), undefined, 'an address');
   cache.apply({ kind: 'route', removed: false, replace: false, route: route({ dst: '10.9.0.0', dstLength: 24, oif: 3 }) });
-  assert.equal(cache.takeRouteChanges()?.size, 1, 'a route');
+  assert.equal(routeChangesAlone(cache)?.size, 1, 'a route');
   cache.replaceAll('routes', []);
-  assert.equal(cache.takeRouteChanges(), undefined, 'a dump');
+  assert.equal(routeChangesAlone(cache), undefined, 'a dump');
 });
